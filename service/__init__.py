@@ -1,0 +1,1 @@
+"""Beacon: a multi-tenant notification service streaming over Server-Sent Events."""

@@ -1,0 +1,110 @@
+"""The JSON API: one NinjaAPI, Beacon's error shape for every failure, strict body parsing.
+
+Body checks happen in this order, each with its own status: credentials (401/403), content type (415),
+size (413), JSON syntax (400), schema (422), tenant limits (413/429).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import sentry_sdk
+from django.http import HttpRequest, HttpResponse
+from ninja import NinjaAPI
+from ninja.errors import HttpError, ValidationError
+from ninja.parser import Parser
+
+from service.errors import ApiError
+from service.notifications.validation import MAX_BATCH_BODY, MAX_SINGLE_BODY
+
+log = logging.getLogger(__name__)
+
+
+class StrictJsonParser(Parser):
+    """JSON bodies only, within the route's size limit; every failure raises an ``ApiError``."""
+
+    def parse_body(self, request: HttpRequest) -> Any:
+        content_type = request.content_type or ""
+        if content_type.lower() != "application/json":
+            raise ApiError(415, "unsupported_media_type", "send the body as Content-Type: application/json")
+        limit = MAX_BATCH_BODY if request.path.endswith("/batch") else MAX_SINGLE_BODY
+        if len(request.body) > limit:
+            raise ApiError(413, "payload_too_large", f"the body is larger than {limit} bytes")
+        try:
+            return json.loads(request.body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
+
+
+api = NinjaAPI(
+    title="Beacon",
+    version="1.0.0",
+    description="Multi-tenant notifications: publish with an API key, read with a subscriber token.",
+    urls_namespace="v1",
+    parser=StrictJsonParser(),
+    openapi_url="/openapi.json",
+    docs_url=None,
+)
+
+
+def field_path(loc: tuple[Any, ...] | list[Any]) -> str | None:
+    """``("body", "payload", "notifications", 7, "data")`` becomes ``notifications[7].data``."""
+    parts = list(loc)
+    if parts[:2] == ["body", "payload"]:
+        parts = parts[2:]
+    elif parts and parts[0] in {"query", "path", "header", "cookie", "body"}:
+        parts = parts[1:]
+    path = ""
+    for part in parts:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path or None
+
+
+def from_validation(errors: list[dict[str, Any]]) -> ApiError:
+    """The first problem as one error: unknown fields win, so a typo is named as such."""
+    for error in errors:
+        if error.get("type") == "extra_forbidden":
+            field = field_path(error["loc"])
+            return ApiError(422, "unknown_field", f"{field}: unknown field", field=field)
+    error = errors[0]
+    loc = list(error.get("loc", ()))
+    if loc == ["body", "payload"] and error.get("type") == "missing":
+        return ApiError(400, "invalid_json", "the request body is empty")
+    field = field_path(loc)
+    message = str(error.get("msg", "invalid value"))
+    message = message.removeprefix("Value error, ")
+    return ApiError(422, "invalid_field", f"{field}: {message}" if field else message, field=field)
+
+
+@api.exception_handler(ApiError)
+def _api_error(request: HttpRequest, exc: ApiError) -> HttpResponse:
+    return exc.to_response()
+
+
+@api.exception_handler(ValidationError)
+def _validation_error(request: HttpRequest, exc: ValidationError) -> HttpResponse:
+    return from_validation(exc.errors).to_response()
+
+
+@api.exception_handler(HttpError)
+def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
+    if isinstance(exc.__cause__, ApiError):  # raised by the parser, wrapped by ninja
+        return exc.__cause__.to_response()
+    code = {401: "unauthenticated", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}.get(
+        exc.status_code, "bad_request"
+    )
+    return ApiError(exc.status_code, code, str(exc)).to_response()
+
+
+@api.exception_handler(Exception)
+def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
+    log.exception("unhandled error in %s %s", request.method, request.path)
+    sentry_sdk.capture_exception(exc)  # a no-op unless SENTRY_DSN initialised the SDK
+    return ApiError(500, "internal_error", "internal error").to_response()
+
+
+from service.notifications.api import router as notifications_router  # noqa: E402
+
+api.add_router("", notifications_router)

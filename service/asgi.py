@@ -1,0 +1,13 @@
+"""ASGI entry point: the lean streaming and health routes in front of Django."""
+
+import os
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "service.settings")
+
+from django.core.asgi import get_asgi_application  # noqa: E402
+
+django_application = get_asgi_application()
+
+from service.streaming.app import BeaconApp  # noqa: E402
+
+application = BeaconApp(django_application)

@@ -1,0 +1,36 @@
+"""Running Django ORM work from async code without trusting the thread's tenant.
+
+Each call runs in the loop's thread pool (not the single thread-sensitive thread, so a slow query or an
+idempotency wait never blocks other requests), starts from the ``public`` schema, and switches schema only
+inside an explicit ``schema_context`` in the called function.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
+from asgiref.sync import sync_to_async
+from django.db import close_old_connections, connection
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _isolated(fn: Callable[P, R]) -> Callable[P, R]:
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        close_old_connections()  # drops connections past CONN_MAX_AGE or broken by a database restart
+        connection.set_schema_to_public()  # type: ignore[attr-defined]
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            connection.set_schema_to_public()  # type: ignore[attr-defined]
+
+    return wrapper
+
+
+async def run_db(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+    """Run ``fn`` (blocking ORM code) in a pool thread with a clean, public-schema connection."""
+    return await sync_to_async(_isolated(fn), thread_sensitive=False)(*args, **kwargs)

@@ -1,0 +1,62 @@
+"""One error shape everywhere: ``{"error": {"code": ..., "message": ..., "field": ...}}``.
+
+The codes are stable and listed in ``docs/errors.md``; tests assert on them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+from django.http import HttpResponse
+
+
+class ApiError(Exception):
+    """Raised anywhere below a view; the API turns it into the error shape with its status."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        field: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.field = field
+        self.headers = dict(headers or {})
+
+    def body(self) -> dict[str, object]:
+        error: dict[str, object] = {"code": self.code, "message": self.message}
+        if self.field is not None:
+            error["field"] = self.field
+        return {"error": error}
+
+    def to_bytes(self) -> bytes:
+        return json.dumps(self.body()).encode()
+
+    def to_response(self) -> HttpResponse:
+        response = HttpResponse(self.to_bytes(), status=self.status, content_type="application/json")
+        for name, value in self.headers.items():
+            response[name] = value
+        return response
+
+
+def unauthenticated(message: str = "missing or malformed credentials") -> ApiError:
+    return ApiError(401, "unauthenticated", message, headers={"WWW-Authenticate": "Bearer"})
+
+
+def tenant_mismatch() -> ApiError:
+    return ApiError(403, "tenant_mismatch", "this credential belongs to another tenant than this host")
+
+
+def not_found(message: str = "not found") -> ApiError:
+    return ApiError(404, "not_found", message)
+
+
+def invalid_field(field: str, message: str, status: int = 422) -> ApiError:
+    return ApiError(status, "invalid_field", f"{field}: {message}", field=field)

@@ -1,0 +1,130 @@
+"""``/v1`` routes: thin views; auth, parsing and errors live in ``service.api`` and ``auth``."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse
+from ninja import Query, Router
+
+from service.db import run_db
+from service.errors import ApiError
+from service.notifications import inbox, publish, tokens
+from service.notifications.auth import ApiKeyAuth, KeyPrincipal, SubscriberAuth
+from service.notifications.schemas import (
+    BatchIn,
+    ErrorOut,
+    InboxOut,
+    NotificationOut,
+    PublishIn,
+    PublishOut,
+    ReadAllOut,
+    TokenIn,
+    TokenOut,
+    UnreadCountOut,
+)
+from service.notifications.tokens import Subscriber
+from service.timefmt import rfc3339
+
+router = Router()
+api_key = ApiKeyAuth()
+subscriber_token = SubscriberAuth()
+
+ERRORS: dict[int, Any] = {code: ErrorOut for code in (400, 401, 403, 404, 409, 413, 415, 422, 429)}
+
+
+def _idempotency_key(request: HttpRequest) -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not 1 <= len(key) <= 255 or not key.isprintable():
+        raise ApiError(422, "invalid_field", "Idempotency-Key: must be 1-255 printable characters",
+                       field="Idempotency-Key")
+    return key
+
+
+def _respond(outcome: publish.Outcome) -> HttpResponse:
+    response = HttpResponse(json.dumps(outcome.body), status=outcome.status, content_type="application/json")
+    if outcome.replayed:
+        response["Idempotent-Replayed"] = "true"
+    return response
+
+
+async def _publish(request: HttpRequest, route: str, items: list[PublishIn]) -> HttpResponse:
+    principal: KeyPrincipal = request.auth  # type: ignore[attr-defined]
+    tenant = principal.tenant
+    prefix = "notifications[{}]." if route == "batch" else ""
+    encoded = [(item, publish.encoded_data(item, tenant, prefix.format(i) + "data")) for i, item in enumerate(items)]
+    key = _idempotency_key(request)
+    # "The same body" is equal JSON after parsing: hash the parsed request, not its bytes.
+    body_hash = publish.request_hash(route, json.loads(request.body)) if key is not None else None
+    outcome = await run_db(publish.publish, tenant, encoded, idempotency_key=key, body_hash=body_hash)
+    return _respond(outcome)
+
+
+@router.post("/notifications", auth=api_key, response={201: PublishOut, **ERRORS}, tags=["ingestion"],
+             summary="Publish one notification (to a recipient, recipients, a topic or everyone)")
+async def publish_one(request: HttpRequest, payload: PublishIn) -> HttpResponse:
+    return await _publish(request, "single", [payload])
+
+
+@router.post("/notifications/batch", auth=api_key, response={201: PublishOut, **ERRORS}, tags=["ingestion"],
+             summary="Publish up to 1000 notifications, all or nothing")
+async def publish_batch(request: HttpRequest, payload: BatchIn) -> HttpResponse:
+    return await _publish(request, "batch", payload.notifications)
+
+
+@router.get("/notifications", auth=api_key, response={200: InboxOut, **ERRORS}, tags=["inbox"],
+            summary="A recipient's notifications, newest first (for tenant backends)")
+async def list_for_recipient(
+    request: HttpRequest,
+    recipient: str,
+    topic: Query[list[str]] | None = None,
+    unread: bool = False,
+    limit: int = 50,
+    before: str | None = None,
+) -> Any:
+    principal: KeyPrincipal = request.auth  # type: ignore[attr-defined]
+    cursor = inbox.validate_page_args(limit, before)
+    return await run_db(inbox.page, principal.tenant, recipient, tuple(topic or ()), unread=unread, limit=limit,
+                        before=cursor)
+
+
+@router.post("/tokens", auth=api_key, response={201: TokenOut, **ERRORS}, tags=["tokens"],
+             summary="Mint a subscriber token for one recipient")
+async def mint_token(request: HttpRequest, payload: TokenIn) -> Any:
+    principal: KeyPrincipal = request.auth  # type: ignore[attr-defined]
+    token, exp = tokens.mint(principal.tenant, payload.recipient, payload.topics, payload.ttl)
+    return 201, {"token": token, "expires_at": rfc3339(datetime.fromtimestamp(exp, UTC))}
+
+
+@router.get("/inbox", auth=subscriber_token, response={200: InboxOut, **ERRORS}, tags=["inbox"],
+            summary="The subscriber's inbox, newest first, with a `before` cursor")
+async def my_inbox(request: HttpRequest, unread: bool = False, limit: int = 50, before: str | None = None) -> Any:
+    who: Subscriber = request.auth  # type: ignore[attr-defined]
+    cursor = inbox.validate_page_args(limit, before)
+    return await run_db(inbox.page, who.tenant, who.recipient, who.topics, unread=unread, limit=limit, before=cursor)
+
+
+@router.get("/inbox/unread-count", auth=subscriber_token, response={200: UnreadCountOut, **ERRORS}, tags=["inbox"])
+async def my_unread_count(request: HttpRequest) -> Any:
+    who: Subscriber = request.auth  # type: ignore[attr-defined]
+    return {"unread": await run_db(inbox.unread_count, who.tenant, who.recipient)}
+
+
+@router.post("/inbox/read-all", auth=subscriber_token, response={200: ReadAllOut, **ERRORS}, tags=["inbox"],
+             summary="Mark every unread notification read (one UPDATE)")
+async def my_read_all(request: HttpRequest) -> Any:
+    who: Subscriber = request.auth  # type: ignore[attr-defined]
+    return await run_db(inbox.mark_all_read, who.tenant, who.recipient)
+
+
+@router.post("/inbox/{notification_id}/read", auth=subscriber_token, response={200: NotificationOut, **ERRORS},
+             tags=["inbox"])
+async def my_read_one(request: HttpRequest, notification_id: str) -> Any:
+    who: Subscriber = request.auth  # type: ignore[attr-defined]
+    if not notification_id.isdigit() or len(notification_id) > 19:
+        raise ApiError(404, "not_found", "no such notification for this recipient")
+    return await run_db(inbox.mark_read, who.tenant, who.recipient, int(notification_id))

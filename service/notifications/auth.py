@@ -1,0 +1,124 @@
+"""Credentials: API keys for tenant backends, subscriber tokens for browsers.
+
+Lookups go through the short per-process caches of ``tenants.directory``; a cache hit costs no thread hop
+and no query. The host check enforces ``403 tenant_mismatch`` when a request arrives on another tenant's
+domain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.http import HttpRequest
+from django.utils import timezone
+from ninja.security import HttpBearer
+
+from service.db import run_db
+from service.errors import ApiError, tenant_mismatch, unauthenticated
+from service.notifications import tokens
+from service.notifications.tokens import Subscriber
+from tenants import directory, keys
+from tenants.directory import KeyInfo, TenantInfo
+
+
+@dataclass(frozen=True)
+class KeyPrincipal:
+    tenant: TenantInfo
+    key: KeyInfo
+
+
+async def tenant_by_id(tenant_id: int) -> TenantInfo | None:
+    found, value = directory.tenants_by_id.get(tenant_id)
+    return value if found else await run_db(directory.tenant_by_id, tenant_id)
+
+
+async def tenant_by_slug(slug: str) -> TenantInfo | None:
+    found, value = directory.tenants_by_slug.get(slug)
+    return value if found else await run_db(directory.tenant_by_slug, slug)
+
+
+async def check_host(host: str, tenant: TenantInfo) -> None:
+    """``403 tenant_mismatch`` when ``host`` is a domain of another tenant; any other host is fine."""
+    normalized = host.lower().split(":")[0]
+    found, owner = directory.tenant_id_by_host.get(normalized)
+    if not found:
+        owner = await run_db(directory.tenant_id_for_host, normalized)
+    if owner is not None and owner != tenant.id:
+        raise tenant_mismatch()
+
+
+def invalid_api_key() -> ApiError:
+    return ApiError(401, "invalid_api_key", "unknown, revoked or expired API key",
+                    headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+
+
+async def authenticate_api_key(raw: str | None, host: str) -> KeyPrincipal:
+    if not raw:
+        raise unauthenticated("an API key is required: Authorization: Bearer bk_...")
+    parsed = keys.parse(raw)
+    if parsed is None:
+        raise unauthenticated("malformed API key")
+    found, info = directory.keys_by_public_id.get(parsed.public_id)
+    if not found:
+        info = await run_db(directory.api_key, parsed.public_id)
+    if info is None or not keys.secret_matches(parsed.secret, info.secret_hash) or not info.usable(timezone.now()):
+        raise invalid_api_key()
+    tenant = await tenant_by_id(info.tenant_id)
+    if tenant is None:
+        raise invalid_api_key()
+    if not tenant.is_active:
+        raise ApiError(403, "tenant_inactive", "this tenant is deactivated")
+    await check_host(host, tenant)
+    await run_db(directory.mark_key_used, info)
+    return KeyPrincipal(tenant, info)
+
+
+async def authenticate_token(raw: str | None, host: str) -> Subscriber:
+    if not raw:
+        raise unauthenticated("a subscriber token is required")
+    slug = tokens.unverified_tenant_slug(raw)
+    subscriber = tokens.verify(raw, await tenant_by_slug(slug))
+    await check_host(host, subscriber.tenant)
+    return subscriber
+
+
+def bearer(header: str | None) -> str | None:
+    """The credential of an ``Authorization: Bearer`` header; ``None`` when absent or another scheme."""
+    if not header:
+        return None
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()
+
+
+class ApiKeyAuth(HttpBearer):
+    """Ninja auth for tenant backends (``Authorization: Bearer bk_...``)."""
+
+    is_async = True
+
+    async def __call__(self, request: HttpRequest) -> Any:  # type: ignore[override]
+        header = request.headers.get("Authorization")
+        raw = bearer(header)
+        if header and raw is None:
+            raise unauthenticated("use Authorization: Bearer <API key>")
+        return await authenticate_api_key(raw, request.get_host())
+
+    def authenticate(self, request: HttpRequest, token: str) -> Any:  # pragma: no cover - __call__ is used
+        raise NotImplementedError
+
+
+class SubscriberAuth(HttpBearer):
+    """Ninja auth for browsers: a subscriber token in the header, the ``token`` query or the cookie."""
+
+    is_async = True
+
+    async def __call__(self, request: HttpRequest) -> Any:  # type: ignore[override]
+        raw = bearer(request.headers.get("Authorization")) or request.GET.get("token") or request.COOKIES.get(
+            "beacon_token"
+        )
+        return await authenticate_token(raw, request.get_host())
+
+    def authenticate(self, request: HttpRequest, token: str) -> Any:  # pragma: no cover - __call__ is used
+        raise NotImplementedError

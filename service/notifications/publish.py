@@ -1,0 +1,209 @@
+"""Storing notifications: one transaction per request, rows in commit order, one announcement.
+
+The order of a tenant's ids is its commit order: every publishing transaction takes a transaction-scoped
+advisory lock on the tenant before it inserts, so a transaction that took smaller ids has committed before
+any later one can take larger ids. Replay can then trust ``id > last_event_id`` (see docs/streaming.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import OperationalError, connection, transaction
+from django.utils import timezone
+from django_tenants.utils import schema_context
+
+from service.broker import default_broker
+from service.broker.base import Announcement, Row
+from service.errors import ApiError
+from service.notifications import validation as v
+from service.notifications.schemas import PublishIn
+from service.timefmt import rfc3339
+from tenants.directory import TenantInfo
+
+ORDER_LOCK_CLASS = 0x6265  # advisory lock namespace ("be"): (class, tenant id) orders a tenant's commits
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
+IDEMPOTENCY_WAIT = "10s"
+MAX_ROWS_PER_REQUEST = 10_000
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: int
+    body: dict[str, Any]
+    replayed: bool = False
+
+
+def request_hash(route: str, body: Any) -> str:
+    """Equal JSON after parsing hashes equally (key order and white space do not matter)."""
+    canonical = json.dumps([route, body], sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def encoded_data(item: PublishIn, tenant: TenantInfo, field: str) -> str:
+    data_json = json.dumps(item.data, separators=(",", ":"), ensure_ascii=False)
+    if len(data_json.encode()) > tenant.max_payload_bytes:
+        raise ApiError(
+            413,
+            "payload_too_large",
+            f"{field}: encoded data is larger than the tenant's limit of {tenant.max_payload_bytes} bytes",
+            field=field,
+        )
+    return data_json
+
+
+@dataclass(frozen=True)
+class _Pending:
+    recipient: str | None
+    topic: str | None
+    broadcast: bool
+    event: str | None
+    data_json: str
+    ttl: int
+
+
+def expand(items: list[tuple[PublishIn, str]]) -> list[_Pending]:
+    """One pending row per stored target (``recipients`` fan out to one row each)."""
+    rows: list[_Pending] = []
+    for item, data_json in items:
+        ttl = item.ttl or v.DEFAULT_TTL
+        if item.recipients is not None:
+            rows.extend(_Pending(r, None, False, item.event, data_json, ttl) for r in item.recipients)
+        else:
+            rows.append(_Pending(item.recipient, item.topic, bool(item.broadcast), item.event, data_json, ttl))
+    if len(rows) > MAX_ROWS_PER_REQUEST:
+        raise ApiError(
+            413, "payload_too_large", f"a request may store at most {MAX_ROWS_PER_REQUEST} rows", field="notifications"
+        )
+    return rows
+
+
+def publish(
+    tenant: TenantInfo,
+    items: list[tuple[PublishIn, str]],
+    *,
+    idempotency_key: str | None = None,
+    body_hash: str | None = None,
+) -> Outcome:
+    """Store ``items`` (each with its encoded data) for ``tenant`` and announce them: all or nothing."""
+    pending = expand(items)
+    now = timezone.now()
+    with schema_context(tenant.schema), transaction.atomic():
+        cursor = connection.cursor()
+        if idempotency_key is not None:
+            replay = _claim_idempotency_key(cursor, idempotency_key, body_hash or "", now)
+            if replay is not None:
+                return replay
+        _take_order_lock_and_rate(cursor, tenant)
+        stored = _insert(cursor, pending, now)
+        body = {
+            "notifications": [
+                {"id": str(r.id), "recipient": r.recipient, "topic": r.topic, "broadcast": r.broadcast,
+                 "created_at": r.created_at}
+                for r in stored
+            ]
+        }
+        if idempotency_key is not None:
+            cursor.execute(
+                "UPDATE beacon_idempotency SET response = %s::jsonb WHERE key = %s",
+                [json.dumps(body), idempotency_key],
+            )
+        if settings.PUBLISH_ANNOUNCE:
+            default_broker().announce(cursor, Announcement(tenant.schema, stored, sent_at=time.time()))
+    return Outcome(201, body)
+
+
+def _claim_idempotency_key(cursor: Any, key: str, body_hash: str, now: Any) -> Outcome | None:
+    """Own ``key`` for this transaction, or return the first answer given for it.
+
+    The unique index makes a concurrent request with the same key wait until the first one commits or
+    rolls back, so concurrent retries store one set of rows. ``lock_timeout`` bounds that wait.
+    """
+    cursor.execute(f"SET LOCAL lock_timeout = '{IDEMPOTENCY_WAIT}'")
+    try:
+        cursor.execute(
+            "INSERT INTO beacon_idempotency (key, request_hash, status, created_at) VALUES (%s, %s, 201, %s) "
+            "ON CONFLICT (key) DO NOTHING RETURNING id",
+            [key, body_hash, now],
+        )
+    except OperationalError as exc:
+        raise ApiError(
+            409, "idempotency_in_progress", "a request with this Idempotency-Key is still being processed",
+            headers={"Retry-After": "1"},
+        ) from exc
+    if cursor.fetchone() is not None:
+        cursor.execute("SET LOCAL lock_timeout = 0")
+        return None
+    cursor.execute(
+        "SELECT request_hash, status, response, created_at FROM beacon_idempotency WHERE key = %s FOR UPDATE",
+        [key],
+    )
+    stored_hash, status, response, created_at = cursor.fetchone()
+    cursor.execute("SET LOCAL lock_timeout = 0")
+    if created_at < now - IDEMPOTENCY_WINDOW:
+        cursor.execute(
+            "UPDATE beacon_idempotency SET request_hash = %s, response = NULL, created_at = %s WHERE key = %s",
+            [body_hash, now, key],
+        )
+        return None
+    if stored_hash != body_hash:
+        raise ApiError(409, "idempotency_conflict", "this Idempotency-Key was used with a different body")
+    body = response if isinstance(response, dict) else json.loads(response)
+    return Outcome(status, body, replayed=True)
+
+
+def _take_order_lock_and_rate(cursor: Any, tenant: TenantInfo) -> None:
+    """Serialise this tenant's publishes (commit order = id order) and count this one in its rate window."""
+    window = int(time.time())
+    cursor.execute(
+        "INSERT INTO tenants_publishwindow (tenant_id, window_start, count) "
+        "SELECT %s, %s, 1 FROM (SELECT pg_advisory_xact_lock(%s, %s)) AS ordered "
+        "ON CONFLICT (tenant_id) DO UPDATE SET "
+        "count = CASE WHEN tenants_publishwindow.window_start = EXCLUDED.window_start "
+        "THEN tenants_publishwindow.count + 1 ELSE 1 END, window_start = EXCLUDED.window_start "
+        "RETURNING count",
+        [tenant.id, window, ORDER_LOCK_CLASS, tenant.id],
+    )
+    (count,) = cursor.fetchone()
+    if count > tenant.publish_rate_per_second:
+        retry_after = max(1, math.ceil(window + 1 - time.time()))
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"over the tenant's publish rate of {tenant.publish_rate_per_second} requests per second",
+            headers={"Retry-After": str(retry_after)},
+        )
+
+
+def _insert(cursor: Any, pending: list[_Pending], now: Any) -> list[Row]:
+    created = rfc3339(now)
+    cursor.execute(
+        "INSERT INTO beacon_notification (recipient, topic, broadcast, event, data, created_at, expires_at, read_at) "
+        "SELECT r, t, b, e, d::jsonb, %s, %s + make_interval(secs => ttl), NULL "
+        "FROM unnest(%s::text[], %s::text[], %s::bool[], %s::text[], %s::text[], %s::int[]) AS u(r, t, b, e, d, ttl) "
+        "RETURNING id",
+        [
+            now,
+            now,
+            [p.recipient for p in pending],
+            [p.topic for p in pending],
+            [p.broadcast for p in pending],
+            [p.event for p in pending],
+            [p.data_json for p in pending],
+            [p.ttl for p in pending],
+        ],
+    )
+    # Sequence values are taken in the order unnest yields rows, so sorted ids line up with ``pending``.
+    ids = sorted(row[0] for row in cursor.fetchall())
+    return [
+        Row(id=i, recipient=p.recipient, topic=p.topic, broadcast=p.broadcast, event=p.event, created_at=created,
+            data_json=p.data_json)
+        for i, p in zip(ids, pending, strict=True)
+    ]

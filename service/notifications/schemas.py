@@ -1,0 +1,150 @@
+"""Request and response bodies of the JSON API (validated by pydantic, documented in OpenAPI)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from ninja import Schema
+from pydantic import ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from service.notifications import validation as v
+
+
+def _target(value: str, what: str) -> str:
+    if not v.valid_target_id(value):
+        raise PydanticCustomError("invalid_field", f"{what} must be 1-256 printable characters")
+    return value
+
+
+class PublishIn(Schema):
+    """One notification: exactly one of ``recipient``, ``recipients``, ``topic`` or ``broadcast: true``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    recipient: StrictStr | None = None
+    recipients: list[StrictStr] | None = None
+    topic: StrictStr | None = None
+    broadcast: StrictBool | None = None
+    event: StrictStr | None = None
+    data: Any = None
+    ttl: StrictInt | None = Field(default=None, ge=v.MIN_TTL, le=v.MAX_TTL)
+
+    @field_validator("recipient", "topic")
+    @classmethod
+    def _check_id(cls, value: str | None) -> str | None:
+        return None if value is None else _target(value, "id")
+
+    @field_validator("recipients")
+    @classmethod
+    def _check_recipients(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        if not 1 <= len(value) <= v.MAX_RECIPIENTS:
+            raise PydanticCustomError("invalid_field", f"must hold 1-{v.MAX_RECIPIENTS} recipient ids")
+        for item in value:
+            _target(item, "each recipient id")
+        return list(dict.fromkeys(value))  # duplicates are stored once, first occurrence order
+
+    @field_validator("event")
+    @classmethod
+    def _check_event(cls, value: str | None) -> str | None:
+        if value is not None and (problem := v.event_problem(value)):
+            raise PydanticCustomError("invalid_field", problem)
+        return value
+
+    @model_validator(mode="after")
+    def _one_target(self) -> PublishIn:
+        targets = [
+            self.recipient is not None,
+            self.recipients is not None,
+            self.topic is not None,
+            self.broadcast is not None,
+        ]
+        if sum(targets) != 1 or self.broadcast is False:
+            raise PydanticCustomError(
+                "missing_target",
+                "exactly one of recipient, recipients, topic or broadcast: true is required",
+            )
+        return self
+
+
+class BatchIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    notifications: Annotated[list[PublishIn], Field(min_length=1, max_length=v.MAX_BATCH)]
+
+
+class StoredOut(Schema):
+    id: str
+    recipient: str | None
+    topic: str | None = None
+    broadcast: bool = False
+    created_at: str
+
+
+class PublishOut(Schema):
+    notifications: list[StoredOut]
+
+
+class TokenIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    recipient: StrictStr
+    topics: list[StrictStr] = Field(default_factory=list)
+    ttl: StrictInt = Field(default=3600, ge=1, le=86_400)
+
+    @field_validator("recipient")
+    @classmethod
+    def _check_recipient(cls, value: str) -> str:
+        return _target(value, "recipient")
+
+    @field_validator("topics")
+    @classmethod
+    def _check_topics(cls, value: list[str]) -> list[str]:
+        if len(value) > 100:
+            raise PydanticCustomError("invalid_field", "at most 100 topics")
+        for item in value:
+            _target(item, "each topic id")
+        return list(dict.fromkeys(value))
+
+
+class TokenOut(Schema):
+    token: str
+    expires_at: str
+
+
+class NotificationOut(Schema):
+    id: str
+    event: str | None
+    data: Any
+    recipient: str | None
+    topic: str | None
+    broadcast: bool
+    created_at: str
+    expires_at: str
+    read_at: str | None
+
+
+class InboxOut(Schema):
+    notifications: list[NotificationOut]
+    next: str | None = Field(description="Pass as `before` to get the next (older) page; null on the last page.")
+
+
+class UnreadCountOut(Schema):
+    unread: int
+
+
+class ReadAllOut(Schema):
+    updated: int
+    unread: int
+
+
+class ErrorDetail(Schema):
+    code: str
+    message: str
+    field: str | None = None
+
+
+class ErrorOut(Schema):
+    error: ErrorDetail

@@ -1,0 +1,1 @@
+"""How operators see Beacon: Prometheus metrics, Sentry, structured logs."""

@@ -1,0 +1,118 @@
+"""Beacon's one settings module: everything comes from environment variables (see README's table)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from service.env import database_from_url, env_bool, env_float, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+DEBUG = env_bool("DEBUG", False)
+SECRET_KEY = env_str("SECRET_KEY", "")
+if not SECRET_KEY:
+    if not DEBUG and env_bool("REQUIRE_SECRET_KEY", False):
+        raise ValueError("SECRET_KEY must be set")
+    SECRET_KEY = "beacon-development-only-secret-key-change-me-in-production"  # noqa: S105
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["*"])
+
+# --- Database -----------------------------------------------------------------------------------------
+# Without DATABASE_URL, Beacon starts its own PostgreSQL from the pgserver wheel (data under .data/).
+DATABASE_URL = env_str("DATABASE_URL", "")
+if not DATABASE_URL:
+    from service import embedded_db
+
+    _server = embedded_db.start(Path(env_str("EMBEDDED_PG_DIR", str(BASE_DIR / ".data" / "pg"))))
+    DATABASE_URL = embedded_db.url(_server)
+    os.environ["DATABASE_URL"] = DATABASE_URL  # child processes (gunicorn workers) share the same server
+
+DATABASES = {
+    "default": {
+        "ENGINE": "django_tenants.postgresql_backend",
+        **database_from_url(DATABASE_URL),
+        "CONN_MAX_AGE": env_int("DB_CONN_MAX_AGE", 60, minimum=0),
+        "CONN_HEALTH_CHECKS": True,
+    }
+}
+DATABASE_ROUTERS = ("django_tenants.routers.TenantSyncRouter",)
+
+# --- Tenancy (django-tenants) -------------------------------------------------------------------------
+TENANT_MODEL = "tenants.Tenant"
+TENANT_DOMAIN_MODEL = "tenants.Domain"
+SHARED_APPS = [
+    "django_tenants",
+    "tenants",
+    "service.streaming",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+]
+TENANT_APPS = ["service.notifications"]
+INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
+
+MIDDLEWARE = [
+    "service.http.RequestIdMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+ROOT_URLCONF = "service.urls"
+ASGI_APPLICATION = "service.asgi.application"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "service" / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+USE_TZ = True
+TIME_ZONE = "UTC"
+LANGUAGE_CODE = "en-us"
+STATIC_URL = "static/"
+STATIC_ROOT = env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles"))
+DATA_UPLOAD_MAX_MEMORY_SIZE = 16 * 1024 * 1024 + 1024  # the batch limit; finer limits are checked per route
+
+# --- Beacon -------------------------------------------------------------------------------------------
+HEARTBEAT_SECONDS = env_float("HEARTBEAT_SECONDS", 15.0, minimum=0.05)
+REPLAY_LIMIT = env_int("REPLAY_LIMIT", 1000, minimum=1, maximum=100_000)
+PUBLISH_ANNOUNCE = env_bool("PUBLISH_ANNOUNCE", True)  # off only to measure the cost of NOTIFY
+DRAIN_SECONDS = env_float("DRAIN_SECONDS", 20.0, minimum=0.0)
+MAX_CONNECTION_AGE_SECONDS = env_float("MAX_CONNECTION_AGE_SECONDS", 600.0, minimum=1.0)
+WORKER_MAX_CONNECTIONS = env_int("WORKER_MAX_CONNECTIONS", 10_000, minimum=1)
+STREAM_QUEUE_SIZE = env_int("STREAM_QUEUE_SIZE", 1000, minimum=1)
+STREAM_DB_POOL_SIZE = env_int("STREAM_DB_POOL_SIZE", 4, minimum=1, maximum=100)
+STREAM_SEND_TIMEOUT_SECONDS = env_float("STREAM_SEND_TIMEOUT_SECONDS", 10.0, minimum=0.01)
+API_KEY_CACHE_SECONDS = env_float("API_KEY_CACHE_SECONDS", 2.0, minimum=0.0)
+TENANT_CACHE_SECONDS = env_float("TENANT_CACHE_SECONDS", 5.0, minimum=0.0)
+DEMO = env_bool("DEMO", False)
+METRICS_PORT = env_int("METRICS_PORT", 9464, minimum=0, maximum=65535)
+METRICS_TENANT_LABELS = env_bool("METRICS_TENANT_LABELS", True)
+METRICS_TENANT_LABEL_LIMIT = env_int("METRICS_TENANT_LABEL_LIMIT", 100, minimum=0)
+SENTRY_DSN = env_str("SENTRY_DSN", "")
+SENTRY_ENVIRONMENT = env_str("SENTRY_ENVIRONMENT", "production")
+RELEASE = env_str("RELEASE", "beacon@0.1.0")
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

@@ -1,0 +1,1 @@
+"""How notifications reach browsers: the lean ASGI stream route, the hub, replay, limits and lifecycle."""

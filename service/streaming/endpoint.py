@@ -1,0 +1,284 @@
+"""``GET /v1/stream``: a lean ASGI handler (no Django request machinery on the stream path).
+
+Order of a stream's life: refuse early (drain, capacity, token, origin, last id, slots) before any byte;
+register in the hub; flush headers and ``retry``; replay from the database; then live events from the
+queue, skipping ids already sent. Cleanup (hub, slot, gauges, tasks) always runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+from urllib.parse import parse_qs
+
+from django.conf import settings
+
+from service.errors import ApiError, unauthenticated
+from service.notifications.auth import authenticate_token, bearer
+from service.notifications.tokens import Subscriber
+from service.observability import metrics
+from service.streaming import sse
+from service.streaming.hub import Subscription, keys_for
+from service.streaming.runtime import Runtime, frame_for
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+log = logging.getLogger(__name__)
+_background: set[asyncio.Task[None]] = set()
+MAX_COALESCED = 64  # queued frames written in one send
+
+
+class Request:
+    """The few things the stream needs from an ASGI scope."""
+
+    def __init__(self, scope: Scope) -> None:
+        self.headers: dict[str, str] = {}
+        for name, value in scope.get("headers", ()):
+            self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+        self.query = {k: v[-1] for k, v in parse_qs(scope.get("query_string", b"").decode("latin-1")).items()}
+        self.host = self.headers.get("host", "")
+        self.scheme = scope.get("scheme", "http")
+
+    def cookie(self, name: str) -> str | None:
+        for part in self.headers.get("cookie", "").split(";"):
+            key, _, value = part.strip().partition("=")
+            if key == name:
+                return value
+        return None
+
+
+def parse_last_event_id(request: Request) -> int | None:
+    raw = request.headers.get("last-event-id")
+    if raw is None:
+        raw = request.query.get("last_event_id")
+    if raw is None or raw == "":
+        return None
+    raw = raw.strip()
+    if not raw.isdigit() or len(raw) > 19:
+        raise ApiError(400, "invalid_last_event_id", "Last-Event-ID must be a non-negative integer")
+    return int(raw)
+
+
+def cors_headers(request: Request, subscriber: Subscriber | None) -> list[tuple[bytes, bytes]]:
+    origin = request.headers.get("origin")
+    if not origin or subscriber is None or origin not in subscriber.tenant.allowed_origins:
+        return []
+    return [
+        (b"access-control-allow-origin", origin.encode("latin-1")),
+        (b"access-control-allow-credentials", b"true"),
+        (b"vary", b"Origin"),
+    ]
+
+
+def origin_allowed(request: Request, subscriber: Subscriber) -> bool:
+    origin = request.headers.get("origin")
+    if not origin or origin == "null" and not subscriber.tenant.allowed_origins:
+        return True
+    return origin in subscriber.tenant.allowed_origins or origin == f"{request.scheme}://{request.host}"
+
+
+async def refuse(send: Send, error: ApiError, reason: str, extra: list[tuple[bytes, bytes]] | None = None) -> None:
+    metrics.CONNECTIONS_REJECTED.labels(reason).inc()
+    headers = [(b"content-type", b"application/json"), (b"cache-control", b"no-store"), *(extra or [])]
+    headers += [(k.lower().encode(), v.encode()) for k, v in error.headers.items()]
+    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+    await send({"type": "http.response.body", "body": error.to_bytes()})
+
+
+def _release_later(runtime: Runtime, tenant_id: int, recipient: str) -> None:
+    """Give the slot back without delaying the close (and even when the stream task is cancelled)."""
+    if runtime.store is None:
+        return
+
+    async def release() -> None:
+        try:
+            assert runtime.store is not None
+            await runtime.store.release_slot(tenant_id, recipient, runtime.worker_id)
+        except Exception:
+            log.warning("could not release a stream slot; it is dropped when this worker's listener ends")
+
+    task = asyncio.ensure_future(release())
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+
+
+async def stream(scope: Scope, receive: Receive, send: Send, runtime: Runtime) -> None:
+    request = Request(scope)
+    if runtime.draining:
+        await refuse(send, ApiError(503, "draining", "this worker is shutting down; reconnect",
+                                    headers={"Retry-After": "1"}), "draining")
+        return
+    if runtime.open_streams >= settings.WORKER_MAX_CONNECTIONS or runtime.store is None:
+        await refuse(send, ApiError(503, "over_capacity", "this worker is full; reconnect",
+                                    headers={"Retry-After": "2"}), "over_capacity")
+        return
+    runtime.open_streams += 1  # reserve capacity before the first await
+    slot: tuple[int, str] | None = None
+    try:
+        subscriber: Subscriber | None = None
+        try:
+            raw = bearer(request.headers.get("authorization")) or request.query.get("token") or request.cookie(
+                "beacon_token")
+            if not raw:
+                raise unauthenticated("a subscriber token is required (Authorization, token query or cookie)")
+            subscriber = await authenticate_token(raw, request.host)
+            if not origin_allowed(request, subscriber):
+                raise ApiError(403, "origin_not_allowed", "this origin is not allowed for the tenant")
+            last_id = parse_last_event_id(request)
+            tenant = subscriber.tenant
+            outcome = await runtime.store.acquire_slot(
+                tenant.id, subscriber.recipient, runtime.worker_id, tenant.max_connections,
+                tenant.max_connections_per_recipient,
+            )
+            if outcome != "ok":
+                scope_name = "tenant" if outcome == "tenant" else "recipient"
+                raise ApiError(429, "too_many_connections", f"too many open streams for this {scope_name}",
+                               headers={"Retry-After": "5"})
+            slot = (tenant.id, subscriber.recipient)
+        except ApiError as error:
+            await refuse(send, error, error.code, cors_headers(request, subscriber))
+            return
+        except Exception:
+            log.exception("stream setup failed")
+            await refuse(send, ApiError(503, "unavailable", "try again shortly", headers={"Retry-After": "2"}),
+                         "unavailable", cors_headers(request, subscriber))
+            return
+        await _serve(scope, receive, send, runtime, request, subscriber, last_id)
+    finally:
+        runtime.open_streams -= 1
+        if slot is not None:
+            _release_later(runtime, *slot)
+
+
+async def _serve(
+    scope: Scope, receive: Receive, send: Send, runtime: Runtime, request: Request, subscriber: Subscriber,
+    last_id: int | None,
+) -> None:
+    tenant = subscriber.tenant
+    label = metrics.tenant_label(tenant.slug)
+    sub = Subscription(tenant.schema, subscriber.recipient, keys_for(tenant.schema, subscriber.recipient,
+                       subscriber.topics), settings.STREAM_QUEUE_SIZE)
+    runtime.hub.add(sub)  # subscribe first, then replay: nothing can fall between the two
+    metrics.CONNECTIONS.labels(label).inc()
+    metrics.CONNECTIONS_OPENED.labels(label).inc()
+    watcher = asyncio.ensure_future(_watch_disconnect(receive, sub))
+    try:
+        await send({
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [
+                (b"content-type", b"text/event-stream; charset=utf-8"),
+                (b"cache-control", b"no-cache, no-store"),
+                (b"x-accel-buffering", b"no"),
+                *cors_headers(request, subscriber),
+            ],
+        })
+        await _write(send, sse.retry(random.randint(1000, 5000)))
+        await _replay(send, runtime, sub, subscriber, last_id, label)
+        await _live(send, sub, subscriber, label)
+    except (TimeoutError, OSError):
+        sub.close("slow_consumer")
+        metrics.SLOW_CONSUMER_DISCONNECTS.inc()
+    finally:
+        runtime.hub.remove(sub)
+        watcher.cancel()
+        metrics.CONNECTIONS.labels(label).dec()
+        metrics.CONNECTIONS_CLOSED.labels(sub.closed or "server").inc()
+        with contextlib.suppress(Exception):
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _watch_disconnect(receive: Receive, sub: Subscription) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            sub.close("client")
+            return
+
+
+async def _write(send: Send, body: bytes) -> None:
+    # A client that stops reading fills the socket buffer and send() blocks: bound that wait.
+    async with asyncio.timeout(settings.STREAM_SEND_TIMEOUT_SECONDS):
+        await send({"type": "http.response.body", "body": body, "more_body": True})
+
+
+async def _replay(
+    send: Send, runtime: Runtime, sub: Subscription, subscriber: Subscriber, last_id: int | None, label: str
+) -> None:
+    assert runtime.store is not None
+    schema = subscriber.tenant.schema
+    if last_id is None:
+        newest, _ = await runtime.store.bounds(schema)
+        sub.position = newest
+        return
+    limit = settings.REPLAY_LIMIT
+    newest, oldest, rows = await runtime.store.replay(schema, last_id, subscriber.recipient, subscriber.topics,
+                                                      limit + 1)
+    reason = None
+    if last_id > newest:
+        reason = "unknown_id"
+    elif last_id > 0 and oldest is not None and last_id + 1 < oldest:
+        reason = "expired"
+    elif len(rows) > limit:
+        reason = "too_far_behind"
+    if reason is not None:
+        metrics.RESETS.labels(reason).inc()
+        sub.position = newest
+        await _write(send, sse.control("beacon.reset", {"reason": reason, "resume_from": str(newest)}))
+        return
+    sub.position = last_id
+    for start in range(0, len(rows), MAX_COALESCED):
+        chunk = rows[start : start + MAX_COALESCED]
+        await _write(send, b"".join(frame_for(row) for row in chunk))
+        sub.position = chunk[-1].id
+    if rows:
+        metrics.REPLAYED_EVENTS.labels(label).inc(len(rows))
+
+
+async def _live(send: Send, sub: Subscription, subscriber: Subscriber, label: str) -> None:
+    loop = asyncio.get_running_loop()
+    heartbeat = settings.HEARTBEAT_SECONDS
+    next_ping = loop.time() + heartbeat
+    expires = loop.time() + (subscriber.exp - time.time())
+    max_age = loop.time() + settings.MAX_CONNECTION_AGE_SECONDS * random.uniform(0.8, 1.0)
+    while sub.closed is None:
+        frames: list[bytes] = []
+        sent_at: list[float] = []
+        while len(frames) < MAX_COALESCED and (item := sub.pop()) is not None:
+            if item.id is not None:
+                if item.id <= sub.position:
+                    continue  # already sent by the replay
+                sub.position = item.id
+                sent_at.append(item.sent_at)
+            frames.append(item.frame)
+        if frames:
+            await _write(send, b"".join(frames))
+            next_ping = loop.time() + heartbeat
+            if sent_at:
+                now = time.time()
+                metrics.EVENTS_DELIVERED.labels(label).inc(len(sent_at))
+                for moment in sent_at:
+                    if moment:
+                        metrics.DELIVERY_LATENCY.observe(max(now - moment, 0.0))
+            continue
+        now = loop.time()
+        if now >= expires:
+            await _write(send, sse.control("beacon.token-expired", {"exp": subscriber.exp}))
+            sub.close("token_expired")
+            break
+        if now >= max_age:
+            sub.close("max_age")
+            break
+        if now >= next_ping:
+            await _write(send, sse.PING)
+            metrics.HEARTBEATS.inc()
+            next_ping = now + heartbeat
+            continue
+        await sub.wait(min(next_ping, expires, max_age) - now)

@@ -1,0 +1,124 @@
+"""The in-process hub: which open streams of this worker want which notifications.
+
+Keys always carry the tenant's schema: recipient ``u1`` of tenant A and ``u1`` of tenant B are different
+keys. A frame is encoded once per notification and the same bytes are queued to every matching stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Iterable, Iterator
+from typing import NamedTuple
+
+RECIPIENT, TOPIC, BROADCAST = "r", "t", "b"
+Key = tuple[str, str, str]  # (schema, kind, id)
+
+
+class Item(NamedTuple):
+    """A queued frame: notification frames carry their id (for dedupe) and announce time (for latency)."""
+
+    id: int | None
+    frame: bytes
+    sent_at: float = 0.0
+
+
+def keys_for(schema: str, recipient: str, topics: Iterable[str]) -> tuple[Key, ...]:
+    return ((schema, RECIPIENT, recipient), (schema, BROADCAST, ""), *((schema, TOPIC, t) for t in topics))
+
+
+class Subscription:
+    """One open stream's mailbox: a bounded queue, a wake-up future and the last id it has sent.
+
+    Kept deliberately small (slots, one deque, one future at a time): ten thousand of them per worker.
+    """
+
+    __slots__ = ("_items", "_limit", "_waiter", "closed", "keys", "position", "recipient", "schema")
+
+    def __init__(self, schema: str, recipient: str, keys: tuple[Key, ...], limit: int) -> None:
+        self.schema = schema
+        self.recipient = recipient
+        self.keys = keys
+        self.position = 0  # the newest id this stream has sent (or chose to skip); live items <= it are dropped
+        self.closed: str | None = None  # why the stream must end, once it must
+        self._items: deque[Item] = deque()
+        self._limit = limit
+        self._waiter: asyncio.Future[None] | None = None
+
+    def push(self, item: Item) -> bool:
+        """Queue ``item``; ``False`` (and the stream is closed as slow) when the queue is full."""
+        if self.closed is not None:
+            return True
+        if len(self._items) >= self._limit:
+            self.close("slow_consumer")
+            return False
+        self._items.append(item)
+        self._wake()
+        return True
+
+    def close(self, reason: str) -> None:
+        if self.closed is None:
+            self.closed = reason
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def pop(self) -> Item | None:
+        return self._items.popleft() if self._items else None
+
+    async def wait(self, timeout: float) -> None:
+        """Return when an item is queued, the stream is closed, or ``timeout`` seconds pass."""
+        if self._items or self.closed is not None or timeout <= 0:
+            return
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            async with asyncio.timeout(timeout):
+                await self._waiter
+        except TimeoutError:
+            pass
+        finally:
+            self._waiter = None
+
+
+class Hub:
+    def __init__(self) -> None:
+        self._by_key: dict[Key, set[Subscription]] = {}
+        self._all: set[Subscription] = set()
+
+    def add(self, sub: Subscription) -> None:
+        self._all.add(sub)
+        for key in sub.keys:
+            self._by_key.setdefault(key, set()).add(sub)
+
+    def remove(self, sub: Subscription) -> None:
+        self._all.discard(sub)
+        for key in sub.keys:
+            subs = self._by_key.get(key)
+            if subs is not None:
+                subs.discard(sub)
+                if not subs:
+                    del self._by_key[key]
+
+    def matching(self, key: Key) -> set[Subscription]:
+        return self._by_key.get(key, set())
+
+    def has(self, key: Key) -> bool:
+        return key in self._by_key
+
+    def __len__(self) -> int:
+        return len(self._all)
+
+    def __iter__(self) -> Iterator[Subscription]:
+        return iter(list(self._all))
+
+    def key_count(self) -> int:
+        return len(self._by_key)
+
+    def schemas(self) -> set[str]:
+        return {sub.schema for sub in self._all}
+
+    def in_schema(self, schema: str) -> list[Subscription]:
+        return [sub for sub in self._all if sub.schema == schema]

@@ -1,0 +1,58 @@
+"""Server-Sent Events framing as pure functions (bytes in, bytes out; no I/O).
+
+A frame is ``field: value`` lines ending in a blank line. JSON from ``json.dumps`` holds no raw newline, but
+``data`` is still split on line breaks so no caller can smuggle a field into the stream.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+PING = b": ping\n\n"
+
+
+def _lines(field: bytes, value: str) -> bytes:
+    return b"".join(field + b": " + line.encode() + b"\n" for line in value.splitlines() or [""])
+
+
+def event(data: str, *, id: int | None = None, name: str | None = None) -> bytes:
+    """One event; ``id`` and ``name`` lines only when given (a nameless event reaches ``onmessage``)."""
+    out = b""
+    if id is not None:
+        out += b"id: " + str(id).encode() + b"\n"
+    if name is not None:
+        if "\n" in name or "\r" in name:
+            raise ValueError("event names are single-line")
+        out += b"event: " + name.encode() + b"\n"
+    return out + _lines(b"data", data) + b"\n"
+
+
+def retry(milliseconds: int) -> bytes:
+    return b"retry: " + str(int(milliseconds)).encode() + b"\n\n"
+
+
+def comment(text: str) -> bytes:
+    return b"".join(b": " + line.encode() + b"\n" for line in text.splitlines() or [""]) + b"\n"
+
+
+def control(name: str, payload: dict[str, Any]) -> bytes:
+    """A ``beacon.*`` control event: never an ``id`` line, so it never moves the client's Last-Event-ID."""
+    return event(json.dumps(payload, separators=(",", ":")), name=name)
+
+
+def notification_json(
+    id: int, event_name: str | None, data_json: str, recipient: str | None, topic: str | None, created_at: str
+) -> str:
+    """The ``data`` of a notification event, built around the already-encoded body (no re-encoding)."""
+    dumps = json.dumps
+    return (
+        f'{{"id":"{id}","event":{dumps(event_name)},"data":{data_json},'
+        f'"recipient":{dumps(recipient)},"topic":{dumps(topic)},"created_at":"{created_at}"}}'
+    )
+
+
+def notification(
+    id: int, event_name: str | None, data_json: str, recipient: str | None, topic: str | None, created_at: str
+) -> bytes:
+    return event(notification_json(id, event_name, data_json, recipient, topic, created_at), id=id, name=event_name)

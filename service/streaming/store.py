@@ -1,0 +1,102 @@
+"""The stream side's queries: schema-qualified SQL on a small async pool, never the thread's tenant.
+
+A stream borrows a connection only for its replay (and its slot), then gives it back: open streams hold
+no connection while they wait.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from psycopg import sql
+from psycopg_pool import AsyncConnectionPool
+
+from service.broker.base import Row
+from service.timefmt import rfc3339
+
+_COLUMNS = sql.SQL("id, recipient, topic, broadcast, event, data::text, created_at")
+
+
+def _table(schema: str) -> sql.Composed:
+    return sql.SQL("{}.beacon_notification").format(sql.Identifier(schema))
+
+
+def _row(values: Sequence[Any]) -> Row:
+    id_, recipient, topic, broadcast, event, data_json, created_at = values
+    return Row(id_, recipient, topic, broadcast, event, rfc3339(created_at), data_json)
+
+
+class Store:
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self.pool = pool
+
+    async def bounds(self, schema: str) -> tuple[int, int | None]:
+        """``(newest id or 0, oldest retained id or None)``: both are index-only min/max lookups."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(sql.SQL("SELECT max(id), min(id) FROM {}").format(_table(schema)))
+            newest, oldest = await cur.fetchone() or (None, None)
+        return int(newest or 0), oldest
+
+    async def replay(
+        self, schema: str, after: int, recipient: str, topics: Sequence[str], limit: int
+    ) -> tuple[int, int | None, list[Row]]:
+        """Bounds plus up to ``limit`` rows for this subscriber with ids above ``after``, in id order."""
+        query = sql.SQL(
+            "SELECT {cols} FROM {t} WHERE id > %s AND expires_at > now() "
+            "AND (recipient = %s OR broadcast OR topic = ANY(%s)) ORDER BY id LIMIT %s"
+        ).format(cols=_COLUMNS, t=_table(schema))
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(sql.SQL("SELECT max(id), min(id) FROM {}").format(_table(schema)))
+            newest, oldest = await cur.fetchone() or (None, None)
+            cur = await conn.execute(query, [after, recipient, list(topics), limit])
+            rows = [_row(r) for r in await cur.fetchall()]
+        return int(newest or 0), oldest, rows
+
+    async def range(self, schema: str, low: int, high: int) -> list[Row]:
+        """Bodies of an announcement too large for its payload: fetched once per process."""
+        query = sql.SQL("SELECT {cols} FROM {t} WHERE id BETWEEN %s AND %s ORDER BY id").format(
+            cols=_COLUMNS, t=_table(schema)
+        )
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(query, [low, high])
+            return [_row(r) for r in await cur.fetchall()]
+
+    async def after(self, schema: str, after: int, limit: int) -> list[Row]:
+        """Every row of the tenant above ``after`` (catch-up after the listener reconnects)."""
+        query = sql.SQL("SELECT {cols} FROM {t} WHERE id > %s AND expires_at > now() ORDER BY id LIMIT %s").format(
+            cols=_COLUMNS, t=_table(schema)
+        )
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(query, [after, limit])
+            return [_row(r) for r in await cur.fetchall()]
+
+    async def unread_counts(self, schema: str, recipients: Iterable[str]) -> dict[str, int]:
+        wanted = list(recipients)
+        query = sql.SQL(
+            "SELECT recipient, count(*) FROM {t} WHERE recipient = ANY(%s) AND read_at IS NULL "
+            "AND expires_at > now() GROUP BY recipient"
+        ).format(t=_table(schema))
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(query, [wanted])
+            found = {r: int(c) for r, c in await cur.fetchall()}
+        return {r: found.get(r, 0) for r in wanted}
+
+    async def acquire_slot(
+        self, tenant_id: int, recipient: str, worker: str, max_tenant: int, max_recipient: int
+    ) -> str:
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT beacon_acquire_slot(%s, %s, %s, %s, %s)",
+                [tenant_id, recipient, worker, max_tenant, max_recipient],
+            )
+            row = await cur.fetchone()
+        return str(row[0]) if row else "ok"
+
+    async def release_slot(self, tenant_id: int, recipient: str, worker: str) -> None:
+        async with self.pool.connection() as conn:
+            await conn.execute("SELECT beacon_release_slot(%s, %s, %s)", [tenant_id, recipient, worker])
+
+    async def ping(self) -> None:
+        async with self.pool.connection() as conn:
+            await conn.execute("SELECT 1")

@@ -1,0 +1,17 @@
+"""Django routes. ``/v1/stream``, ``/healthz`` and ``/readyz`` are served in front of Django (asgi.py)."""
+
+from django.conf import settings
+from django.contrib import admin
+from django.urls import path
+
+from service.api import api
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("v1/", api.urls),
+]
+
+if settings.DEMO:
+    from service import demo
+
+    urlpatterns += [path("", demo.page, name="demo"), path("demo/publish", demo.publish, name="demo-publish")]

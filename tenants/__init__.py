@@ -1,0 +1,1 @@
+"""Who: tenants, their domains and API keys, all in the ``public`` schema."""

@@ -1,0 +1,167 @@
+"""Read-only snapshots of tenants, domains and API keys with short per-process caches.
+
+Requests and streams look these up on every call; a cache of a few seconds keeps that off the database
+while revocations, rotations and deactivations still take effect everywhere within seconds
+(``API_KEY_CACHE_SECONDS`` / ``TENANT_CACHE_SECONDS``). Loaders are blocking ORM code: call them through
+``service.db.run_db`` from async code.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Generic, TypeVar
+
+from django.conf import settings
+from django.utils import timezone
+
+from tenants.models import ApiKey, Domain, Tenant
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+@dataclass(frozen=True)
+class TenantInfo:
+    id: int
+    slug: str
+    schema: str
+    is_active: bool
+    signing_secret: str
+    allowed_origins: tuple[str, ...]
+    max_connections: int
+    max_connections_per_recipient: int
+    publish_rate_per_second: int
+    max_payload_bytes: int
+
+    @classmethod
+    def of(cls, tenant: Tenant) -> TenantInfo:
+        return cls(
+            id=tenant.pk,
+            slug=tenant.slug,
+            schema=tenant.schema_name,
+            is_active=tenant.is_active,
+            signing_secret=tenant.signing_secret,
+            allowed_origins=tuple(str(origin) for origin in (tenant.allowed_origins or [])),
+            max_connections=tenant.max_connections,
+            max_connections_per_recipient=tenant.max_connections_per_recipient,
+            publish_rate_per_second=tenant.publish_rate_per_second,
+            max_payload_bytes=tenant.max_payload_bytes,
+        )
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    id: int
+    public_id: str
+    secret_hash: str
+    tenant_id: int
+    revoked: bool
+    expires_at: datetime | None
+
+    def usable(self, now: datetime) -> bool:
+        return not self.revoked and (self.expires_at is None or self.expires_at > now)
+
+
+class TtlCache(Generic[K, V]):
+    """A tiny thread-safe cache whose entries (hits and misses alike) live ``ttl()`` seconds."""
+
+    def __init__(self, ttl: Callable[[], float], max_entries: int = 10_000) -> None:
+        self._ttl = ttl
+        self._max = max_entries
+        self._items: dict[K, tuple[float, V | None]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: K) -> tuple[bool, V | None]:
+        """``(found, value)``; ``value`` may be ``None`` for a cached miss."""
+        item = self._items.get(key)
+        if item is None or item[0] < time.monotonic():
+            return False, None
+        return True, item[1]
+
+    def put(self, key: K, value: V | None) -> None:
+        with self._lock:
+            if len(self._items) >= self._max:
+                self._items.clear()
+            self._items[key] = (time.monotonic() + self._ttl(), value)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+tenants_by_slug: TtlCache[str, TenantInfo] = TtlCache(lambda: settings.TENANT_CACHE_SECONDS)
+tenants_by_id: TtlCache[int, TenantInfo] = TtlCache(lambda: settings.TENANT_CACHE_SECONDS)
+tenant_id_by_host: TtlCache[str, int] = TtlCache(lambda: settings.TENANT_CACHE_SECONDS)
+keys_by_public_id: TtlCache[str, KeyInfo] = TtlCache(lambda: settings.API_KEY_CACHE_SECONDS)
+
+
+def _cached(cache: TtlCache[K, V], key: K, load: Callable[[K], V | None]) -> V | None:
+    found, value = cache.get(key)
+    if found:
+        return value
+    value = load(key)
+    cache.put(key, value)
+    return value
+
+
+def tenant_by_slug(slug: str) -> TenantInfo | None:
+    def load(slug: str) -> TenantInfo | None:
+        tenant = Tenant.objects.filter(slug=slug).first()
+        return TenantInfo.of(tenant) if tenant else None
+
+    return _cached(tenants_by_slug, slug, load)
+
+
+def tenant_by_id(tenant_id: int) -> TenantInfo | None:
+    def load(tenant_id: int) -> TenantInfo | None:
+        tenant = Tenant.objects.filter(pk=tenant_id).first()
+        return TenantInfo.of(tenant) if tenant else None
+
+    return _cached(tenants_by_id, tenant_id, load)
+
+
+def tenant_id_for_host(host: str) -> int | None:
+    """The tenant owning ``host`` (a configured domain), or ``None`` for any other host."""
+
+    def load(host: str) -> int | None:
+        return Domain.objects.filter(domain=host).values_list("tenant_id", flat=True).first()
+
+    return _cached(tenant_id_by_host, host.lower().split(":")[0], load)
+
+
+def api_key(public_id: str) -> KeyInfo | None:
+    def load(public_id: str) -> KeyInfo | None:
+        key = ApiKey.objects.filter(public_id=public_id).first()
+        if key is None:
+            return None
+        return KeyInfo(
+            id=key.pk,
+            public_id=key.public_id,
+            secret_hash=key.secret_hash,
+            tenant_id=key.tenant_id,
+            revoked=key.revoked_at is not None,
+            expires_at=key.expires_at,
+        )
+
+    return _cached(keys_by_public_id, public_id, load)
+
+
+_last_used_marks: dict[int, float] = {}
+
+
+def mark_key_used(key: KeyInfo, every_seconds: float = 60.0) -> None:
+    """Record ``last_used_at`` at most once a minute per key and process (not a write per request)."""
+    now = time.monotonic()
+    if now - _last_used_marks.get(key.id, -every_seconds) < every_seconds:
+        return
+    _last_used_marks[key.id] = now
+    ApiKey.objects.filter(pk=key.id).update(last_used_at=timezone.now())
+
+
+def clear_caches() -> None:
+    for cache in (tenants_by_slug, tenants_by_id, tenant_id_by_host, keys_by_public_id):
+        cache.clear()  # type: ignore[attr-defined]
