@@ -6,6 +6,7 @@ import hashlib
 import re
 import secrets
 from datetime import datetime
+from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -63,10 +64,10 @@ class Tenant(TenantMixin):
     def __str__(self) -> str:
         return self.slug
 
-    def save(self, *args: object, **kwargs: object) -> None:
+    def save(self, verbosity: int = 0, *args: Any, **kwargs: Any) -> None:
         if not self.schema_name:
             self.schema_name = schema_for_slug(self.slug)
-        super().save(*args, **kwargs)  # type: ignore[arg-type]
+        super().save(verbosity, *args, **kwargs)
 
     def rotate_signing_secret(self) -> None:
         self.signing_secret = new_signing_secret()

@@ -25,6 +25,7 @@ from service.broker.base import Announcement, Row
 from service.errors import ApiError
 from service.notifications import validation as v
 from service.notifications.schemas import PublishIn
+from service.observability import metrics
 from service.timefmt import rfc3339
 from tenants.directory import TenantInfo
 
@@ -117,6 +118,7 @@ def publish(
             )
         if settings.PUBLISH_ANNOUNCE:
             default_broker().announce(cursor, Announcement(tenant.schema, stored, sent_at=time.time()))
+    metrics.NOTIFICATIONS_INGESTED.labels(metrics.tenant_label(tenant.slug)).inc(len(stored))
     return Outcome(201, body)
 
 

@@ -1,0 +1,129 @@
+"""Fixtures: a fresh test database on a real PostgreSQL, tenants and keys, a real gunicorn server.
+
+Tests commit for real (servers in other processes must see the rows), so each test isolates itself with
+unique recipient ids or its own tenant instead of a rolled-back transaction.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pytest
+from django.conf import settings
+from django.core.management import call_command
+from django.db import connections
+
+from tests.support import Api, Server
+
+TEST_SERVER_ENV = {
+    "HEARTBEAT_SECONDS": "1",
+    "REPLAY_LIMIT": "50",
+    "DRAIN_SECONDS": "2",
+    "API_KEY_CACHE_SECONDS": "1",
+    "TENANT_CACHE_SECONDS": "0.5",
+    "STREAM_SEND_TIMEOUT_SECONDS": "2",
+    "DEMO": "1",
+}
+
+
+def _url_for(database: str) -> str:
+    parts = urlsplit(os.environ["DATABASE_URL"])
+    return urlunsplit(parts._replace(path="/" + database))
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_blocker: Any) -> Iterator[str]:
+    """A database of our own, migrated with django-tenants' shared migrations; dropped at the end."""
+    name = f"beacon_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    admin_url = os.environ["DATABASE_URL"]
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    with django_db_blocker.unblock():
+        for alias in connections:
+            connections[alias].close()
+            connections[alias].settings_dict["NAME"] = name
+        settings.DATABASES["default"]["NAME"] = name
+        call_command("migrate_schemas", shared=True, verbosity=0, interactive=False)
+    os.environ["BEACON_TEST_DATABASE_URL"] = _url_for(name)
+    yield name
+    with django_db_blocker.unblock():
+        connections.close_all()
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(autouse=True)
+def _database(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Every test outside tests/deploy may use the database, committing for real."""
+    if "deploy" in request.node.path.parts:
+        yield
+        return
+    request.getfixturevalue("django_db_setup")
+    blocker = request.getfixturevalue("django_db_blocker")
+    with blocker.unblock():
+        yield
+
+
+@pytest.fixture(scope="session")
+def make_tenant(django_db_setup: str, django_db_blocker: Any) -> Callable[..., tuple[Any, str]]:
+    """Create a tenant (schema migrated) and an API key; returns ``(tenant, key)``."""
+    from tenants.models import ApiKey, Domain, Tenant
+
+    def make(slug: str | None = None, *, domains: tuple[str, ...] = (), **fields: Any) -> tuple[Any, str]:
+        with django_db_blocker.unblock():
+            tenant = Tenant.objects.create(slug=slug or f"t-{uuid.uuid4().hex[:10]}", **fields)
+            for host in domains:
+                Domain.objects.create(tenant=tenant, domain=host)
+            _, key = ApiKey.issue(tenant, name="test")
+        return tenant, key
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def tenant_pair(make_tenant: Callable[..., tuple[Any, str]]) -> tuple[tuple[Any, str], tuple[Any, str]]:
+    """Two tenants, ``acme`` and ``globex``, each with a domain and a key: isolation is tested on them."""
+    return (
+        make_tenant("acme", domains=("acme.localhost",), allowed_origins=["https://app.acme.test"]),
+        make_tenant("globex", domains=("globex.localhost",)),
+    )
+
+
+@pytest.fixture(scope="session")
+def server(django_db_setup: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One shared gunicorn (2 uvicorn workers) for the session, on the test database."""
+    srv = Server(env={**TEST_SERVER_ENV, "DATABASE_URL": os.environ["BEACON_TEST_DATABASE_URL"]})
+    srv.start(tmp_path_factory.mktemp("server"))
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def start_server(django_db_setup: str, tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    """Start a dedicated server with extra settings (stopped after the test)."""
+    started: list[Server] = []
+
+    def start(workers: int = 2, **env: str) -> Server:
+        srv = Server(env={**TEST_SERVER_ENV, "DATABASE_URL": os.environ["BEACON_TEST_DATABASE_URL"], **env})
+        started.append(srv.start(tmp_path, workers=workers))
+        return srv
+
+    yield start
+    for srv in started:
+        srv.stop()
+
+
+@pytest.fixture(scope="session")
+def acme(server: Server, tenant_pair: Any) -> Api:
+    return Api(server.url, tenant_pair[0][1])
+
+
+@pytest.fixture(scope="session")
+def globex(server: Server, tenant_pair: Any) -> Api:
+    return Api(server.url, tenant_pair[1][1])

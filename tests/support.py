@@ -1,0 +1,167 @@
+"""Test helpers: a real gunicorn server, API clients and SSE readers (httpx + httpx-sse)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from httpx_sse import ServerSentEvent, connect_sse
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def unique(prefix: str = "user") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.02, message: str = "condition") -> Any:
+    """Poll ``predicate`` until it returns a truthy value; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+        time.sleep(interval)
+
+
+@dataclass
+class Server:
+    """A gunicorn + uvicorn-worker process tree serving Beacon on a loopback port."""
+
+    env: dict[str, str]
+    port: int = field(default_factory=free_port)
+    metrics_port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, tmp: Path, workers: int = 2) -> Server:
+        multiproc = tmp / f"prom-{self.port}"
+        multiproc.mkdir(parents=True, exist_ok=True)
+        env = {
+            **os.environ,
+            "WEB_CONCURRENCY": str(workers),
+            "BIND": f"127.0.0.1:{self.port}",
+            "METRICS_PORT": str(self.metrics_port),
+            "METRICS_BIND": "127.0.0.1",
+            "PROMETHEUS_MULTIPROC_DIR": str(multiproc),
+            "PYTHONUNBUFFERED": "1",
+            **self.env,
+        }
+        self.log_path = tmp / f"gunicorn-{self.port}.log"
+        log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "deploy" / "gunicorn.conf.py")],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        wait_until(self._ready, timeout=60, message=f"gunicorn on {self.port} to be ready ({self.log_path})")
+        return self
+
+    def _ready(self) -> bool:
+        assert self.process is not None
+        if self.process.poll() is not None:
+            raise AssertionError(f"gunicorn exited: {self.log_tail()}")
+        try:
+            # Both workers must be ready: ask a few times (each request may land on either worker).
+            return all(httpx.get(self.url + "/readyz", timeout=2).status_code == 200 for _ in range(4))
+        except httpx.HTTPError:
+            return False
+
+    def log_tail(self, lines: int = 60) -> str:
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def worker_pids(self) -> list[int]:
+        assert self.process is not None
+        out = subprocess.run(["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True).stdout
+        return [int(pid) for pid in out.split()]
+
+    def stop(self, timeout: float = 30) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+class Api:
+    """A tenant backend's view of the API (API key) plus subscriber helpers."""
+
+    def __init__(self, base_url: str, key: str) -> None:
+        self.base_url = base_url
+        self.key = key
+        self.client = httpx.Client(base_url=base_url, timeout=30)
+
+    def headers(self, **extra: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}", **extra}
+
+    def publish(self, body: Any, *, batch: bool = False, **headers: str) -> httpx.Response:
+        path = "/v1/notifications/batch" if batch else "/v1/notifications"
+        return self.client.post(path, json=body, headers=self.headers(**headers))
+
+    def publish_ok(self, body: Any) -> list[dict[str, Any]]:
+        response = self.publish(body)
+        assert response.status_code == 201, response.text
+        return list(response.json()["notifications"])
+
+    def token(self, recipient: str, topics: list[str] | None = None, ttl: int = 3600) -> str:
+        response = self.client.post(
+            "/v1/tokens", json={"recipient": recipient, "topics": topics or [], "ttl": ttl}, headers=self.headers()
+        )
+        assert response.status_code == 201, response.text
+        return str(response.json()["token"])
+
+
+@contextlib.contextmanager
+def sse_stream(
+    base_url: str, token: str, *, last_event_id: str | None = None, timeout: float = 15, headers: dict[str, str] | None = None
+) -> Iterator[Iterator[ServerSentEvent]]:
+    """Open ``/v1/stream`` and yield an iterator of parsed events (comments are not events)."""
+    request_headers = {"Authorization": f"Bearer {token}", **(headers or {})}
+    if last_event_id is not None:
+        request_headers["Last-Event-ID"] = last_event_id
+    with httpx.Client(base_url=base_url, timeout=httpx.Timeout(timeout)) as client, connect_sse(
+        client, "GET", "/v1/stream", headers=request_headers
+    ) as source:
+        assert source.response.status_code == 200, source.response.read()
+        yield source.iter_sse()
+
+
+def take(events: Iterator[ServerSentEvent], count: int, *, skip_control: bool = True) -> list[ServerSentEvent]:
+    """The next ``count`` notification events (control events skipped unless asked for)."""
+    found: list[ServerSentEvent] = []
+    for event in events:
+        if not event.data and not event.id:
+            continue  # a retry-only block: the SSE spec dispatches no event for it
+        if skip_control and event.event.startswith("beacon."):
+            continue
+        found.append(event)
+        if len(found) == count:
+            break
+    return found
