@@ -41,8 +41,8 @@ DATABASE_ROUTERS = ("django_tenants.routers.TenantSyncRouter",)
 TENANT_MODEL = "tenants.Tenant"
 TENANT_DOMAIN_MODEL = "tenants.Domain"
 SHARED_APPS = [
+    "tenants",  # first: its create_tenant (the contract's) overrides django-tenants' own
     "django_tenants",
-    "tenants",
     "service.streaming",
     "django.contrib.admin",
     "django.contrib.auth",

@@ -13,6 +13,7 @@ import math
 import time
 from dataclasses import dataclass
 from datetime import timedelta
+from collections.abc import Iterable
 from typing import Any
 
 from django.conf import settings
@@ -104,13 +105,11 @@ def publish(
                 return replay
         _take_order_lock_and_rate(cursor, tenant)
         stored = _insert(cursor, pending, now)
-        body = {
-            "notifications": [
-                {"id": str(r.id), "recipient": r.recipient, "topic": r.topic, "broadcast": r.broadcast,
-                 "created_at": r.created_at}
-                for r in stored
-            ]
-        }
+        body = _response_body(
+            {"id": str(r.id), "recipient": r.recipient, "topic": r.topic, "broadcast": r.broadcast,
+             "created_at": r.created_at}
+            for r in stored
+        )
         if idempotency_key is not None:
             cursor.execute(
                 "UPDATE beacon_idempotency SET response = %s::jsonb WHERE key = %s",
@@ -157,8 +156,16 @@ def _claim_idempotency_key(cursor: Any, key: str, body_hash: str, now: Any) -> O
         return None
     if stored_hash != body_hash:
         raise ApiError(409, "idempotency_conflict", "this Idempotency-Key was used with a different body")
-    body = response if isinstance(response, dict) else json.loads(response)
-    return Outcome(status, body, replayed=True)
+    stored = response if isinstance(response, dict) else json.loads(response)
+    # jsonb reorders keys: rebuild the first answer in its original field order, byte for byte.
+    return Outcome(status, _response_body(stored["notifications"]), replayed=True)
+
+
+_FIELDS = ("id", "recipient", "topic", "broadcast", "created_at")
+
+
+def _response_body(entries: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    return {"notifications": [{name: entry[name] for name in _FIELDS} for entry in entries]}
 
 
 def _take_order_lock_and_rate(cursor: Any, tenant: TenantInfo) -> None:

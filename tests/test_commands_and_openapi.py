@@ -1,0 +1,68 @@
+"""Operator commands (a stable interface parsed by scripts) and the OpenAPI document."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+
+import httpx
+from openapi_spec_validator import validate
+
+from tenants import keys
+from tenants.models import ApiKey, Tenant
+from tests.support import ROOT, Api
+
+
+def manage(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DATABASE_URL": os.environ["BEACON_TEST_DATABASE_URL"]}
+    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_operator_commands_round_trip(server):
+    slug = f"cmd-{uuid.uuid4().hex[:8]}"
+    created = manage("create_tenant", slug, "--name", "Command Co", "--domain", f"{slug}.example.test")
+    assert created.returncode == 0, created.stderr
+    tenant = Tenant.objects.get(slug=slug)
+    assert tenant.name == "Command Co" and tenant.domains.get().domain == f"{slug}.example.test"
+
+    again = manage("create_tenant", slug)
+    assert again.returncode != 0 and "already exists" in again.stderr
+    assert Tenant.objects.filter(slug=slug).count() == 1
+
+    bad = manage("create_tenant", "Not_A_Slug")
+    assert bad.returncode != 0 and "invalid slug" in bad.stderr
+
+    made = manage("create_api_key", slug, "--name", "ci")
+    assert made.returncode == 0, made.stderr
+    key = made.stdout.strip().splitlines()[-1]
+    parsed = keys.parse(key)
+    assert parsed is not None and ApiKey.objects.get(public_id=parsed.public_id).name == "ci"
+    assert Api(server.url, key).publish({"recipient": "u"}).status_code == 201
+
+    listed = manage("list_tenants")
+    line = next(row for row in listed.stdout.splitlines() if row.startswith(slug + "\t"))
+    assert line.split("\t") == [slug, tenant.schema_name, "active", f"{slug}.example.test"]
+
+    revoked = manage("revoke_api_key", key)  # the whole key is accepted too
+    assert revoked.returncode == 0 and parsed.public_id in revoked.stdout
+    assert ApiKey.objects.get(public_id=parsed.public_id).revoked_at is not None
+    assert manage("revoke_api_key", "nosuchkey123").returncode != 0
+
+
+def test_openapi_document_is_valid_openapi_3(server):
+    response = httpx.get(server.url + "/v1/openapi.json")
+    assert response.status_code == 200
+    document = response.json()
+    validate(document)
+    assert document["openapi"].startswith("3.")
+    paths = set(document["paths"])
+    assert {"/v1/notifications", "/v1/notifications/batch", "/v1/tokens", "/v1/inbox", "/v1/inbox/unread-count",
+            "/v1/inbox/read-all", "/v1/inbox/{notification_id}/read"} <= paths
+
+
+def test_unknown_route_is_404_in_the_error_shape(server):
+    response = httpx.get(server.url + "/v1/nothing-here")
+    assert response.status_code == 404
