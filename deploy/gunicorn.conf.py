@@ -1,0 +1,143 @@
+"""gunicorn settings for Beacon: `gunicorn -c deploy/gunicorn.conf.py`.
+
+Everything is read from the environment so the same file serves the container image, Helm and local runs:
+
+    WEB_CONCURRENCY          worker processes (default 2; one per core)
+    BIND / PORT              listen address (default 0.0.0.0:8000; PORT alone gives 0.0.0.0:$PORT)
+    DRAIN_SECONDS            the stream drain window (default 20); gunicorn's graceful_timeout is 10 s more
+    METRICS_PORT             Prometheus port served by the master (default 9464; 0 disables it)
+    METRICS_BIND             address of that port (default 0.0.0.0)
+    PROMETHEUS_MULTIPROC_DIR where workers write metric files (default /tmp/beacon-prometheus)
+
+Metrics run in prometheus-client's multiprocess mode: every worker writes its samples to files in
+PROMETHEUS_MULTIPROC_DIR and the master serves their aggregate on METRICS_PORT, never on the public port.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
+
+DEFAULT_MULTIPROC_DIR = "/tmp/beacon-prometheus"
+
+
+class _Logger(Protocol):
+    def info(self, msg: str, *args: object) -> None: ...
+
+
+class _Arbiter(Protocol):
+    """What the hooks use of gunicorn's Arbiter (gunicorn ships no type hints)."""
+
+    log: _Logger
+
+
+class _Worker(Protocol):
+    pid: int
+
+
+def _env_int(name: str, default: int) -> int:
+    """An integer setting from the environment; refuses junk at start-up instead of guessing."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise SystemExit(f"gunicorn.conf.py: {name} must be an integer, got {raw!r}") from None
+
+
+def _env_seconds(name: str, default: float) -> float:
+    """A non-negative number of seconds from the environment (Beacon's settings accept fractions)."""
+    raw = os.environ.get(name, "").strip()
+    try:
+        value = float(raw) if raw else default
+    except ValueError:
+        raise SystemExit(f"gunicorn.conf.py: {name} must be a number, got {raw!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise SystemExit(f"gunicorn.conf.py: {name} must be a non-negative number, got {raw!r}")
+    return value
+
+
+def _default_bind() -> str:
+    if bind_env := os.environ.get("BIND", "").strip():
+        return bind_env
+    if port := os.environ.get("PORT", "").strip():
+        return f"0.0.0.0:{port}"
+    return "0.0.0.0:8000"
+
+
+# prometheus-client decides between single- and multi-process mode when it is first imported, and
+# workers fork from this master: the variable must be set before anything imports prometheus_client.
+# That is why it is set here, at config load, and why the hooks import prometheus_client lazily.
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", DEFAULT_MULTIPROC_DIR)
+
+DRAIN_SECONDS = _env_seconds("DRAIN_SECONDS", 20)
+METRICS_PORT = _env_int("METRICS_PORT", 9464)
+METRICS_BIND = os.environ.get("METRICS_BIND", "").strip() or "0.0.0.0"
+
+# --- gunicorn settings (names are gunicorn's) ---------------------------------------------------------
+wsgi_app = "service.asgi:application"  # an ASGI app: the uvicorn worker serves it
+worker_class = "uvicorn_worker.UvicornWorker"
+workers = _env_int("WEB_CONCURRENCY", 2)
+bind = [_default_bind()]
+# Streams are closed spread over DRAIN_SECONDS after SIGTERM; 10 s more lets cleanup finish before
+# gunicorn kills the worker. Kubernetes' terminationGracePeriodSeconds must exceed preStop + this.
+graceful_timeout = math.ceil(DRAIN_SECONDS) + 10
+timeout = 60  # worker heartbeat timeout (the uvicorn worker beats from its event loop, not per request)
+keepalive = 5
+# No max_requests: recycling a worker would cut every open stream it holds.
+accesslog = "-"
+errorlog = "-"
+# gunicorn >= 25.1 opens a control socket under $HOME by default; one container, one process: not needed.
+control_socket_disable = True
+
+# The master's metrics server, kept so that forked workers can close their copy of its socket.
+_metrics_server: WSGIServer | None = None
+
+
+def _multiproc_dir() -> Path:
+    return Path(os.environ.get("PROMETHEUS_MULTIPROC_DIR") or DEFAULT_MULTIPROC_DIR)
+
+
+def on_starting(server: _Arbiter) -> None:
+    """Master, before workers exist: create PROMETHEUS_MULTIPROC_DIR and drop a previous run's files.
+
+    Only prometheus-client's own files (`*.db`) are removed, so a directory shared by mistake survives.
+    """
+    path = _multiproc_dir()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):
+        stale.unlink(missing_ok=True)
+
+
+def when_ready(server: _Arbiter) -> None:
+    """Master, once listening: serve the aggregate of all workers' metrics on METRICS_PORT."""
+    global _metrics_server
+    if METRICS_PORT == 0 or _metrics_server is not None:
+        return
+    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)
+    _metrics_server, _thread = start_http_server(METRICS_PORT, METRICS_BIND, registry)
+    server.log.info("Prometheus metrics on http://%s:%s/metrics", METRICS_BIND, METRICS_PORT)
+
+
+def post_fork(server: _Arbiter, worker: _Worker) -> None:
+    """Worker, just forked: close the inherited copy of the metrics socket (only the master serves it)."""
+    if _metrics_server is not None:
+        _metrics_server.socket.close()
+
+
+def child_exit(server: _Arbiter, worker: _Worker) -> None:
+    """Master, a worker exited: drop its live-mode gauge files so `livesum` gauges stop counting it."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
