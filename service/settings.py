@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from service.env import database_from_url, env_bool, env_float, env_int, env_list, env_str
+from service.observability.logs import logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -27,10 +28,12 @@ if not DATABASE_URL:
     DATABASE_URL = embedded_db.url(_server)
     os.environ["DATABASE_URL"] = DATABASE_URL  # child processes (gunicorn workers) share the same server
 
+_database = database_from_url(DATABASE_URL)
+_database["OPTIONS"].setdefault("application_name", "beacon-web")  # type: ignore[union-attr]
 DATABASES = {
     "default": {
         "ENGINE": "django_tenants.postgresql_backend",
-        **database_from_url(DATABASE_URL),
+        **_database,
         "CONN_MAX_AGE": env_int("DB_CONN_MAX_AGE", 60, minimum=0),
         "CONN_HEALTH_CHECKS": True,
     }
@@ -108,11 +111,12 @@ SENTRY_DSN = env_str("SENTRY_DSN", "")
 SENTRY_ENVIRONMENT = env_str("SENTRY_ENVIRONMENT", "production")
 RELEASE = env_str("RELEASE", "beacon@0.1.0")
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
+LOG_FORMAT = env_str("LOG_FORMAT", "json")  # json (one object per line) or text
+ACCESS_LOG = env_bool("ACCESS_LOG", True)
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
-}
+LOGGING = logging_config(LOG_LEVEL, LOG_FORMAT, access_log=ACCESS_LOG)
+
+if SENTRY_DSN:
+    from service.observability.sentry import init_sentry
+
+    init_sentry(SENTRY_DSN, environment=SENTRY_ENVIRONMENT, release=RELEASE)

@@ -79,7 +79,9 @@ class PostgresBroker(Broker):
         backoff = 0.1
         while True:
             try:
-                async with await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True) as conn:
+                async with await psycopg.AsyncConnection.connect(
+                    self._conninfo, autocommit=True, application_name="beacon-listener"
+                ) as conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
                     self.backend_pid = conn.info.backend_pid
                     backoff = 0.1

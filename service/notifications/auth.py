@@ -18,6 +18,7 @@ from service.db import run_db
 from service.errors import ApiError, tenant_mismatch, unauthenticated
 from service.notifications import tokens
 from service.notifications.tokens import Subscriber
+from service.observability.context import bind_tenant
 from tenants import directory, keys
 from tenants.directory import KeyInfo, TenantInfo
 
@@ -67,6 +68,7 @@ async def authenticate_api_key(raw: str | None, host: str) -> KeyPrincipal:
     tenant = await tenant_by_id(info.tenant_id)
     if tenant is None:
         raise invalid_api_key()
+    bind_tenant(tenant.slug)  # logs and Sentry name the tenant from here on (403s included)
     if not tenant.is_active:
         raise ApiError(403, "tenant_inactive", "this tenant is deactivated")
     await check_host(host, tenant)
@@ -79,6 +81,7 @@ async def authenticate_token(raw: str | None, host: str) -> Subscriber:
         raise unauthenticated("a subscriber token is required")
     slug = tokens.unverified_tenant_slug(raw)
     subscriber = tokens.verify(raw, await tenant_by_slug(slug))
+    bind_tenant(subscriber.tenant.slug)
     await check_host(host, subscriber.tenant)
     return subscriber
 

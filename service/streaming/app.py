@@ -9,6 +9,7 @@ import re
 from typing import Any
 
 from service.observability import metrics
+from service.observability.context import request_context
 from service.streaming.endpoint import Receive, Scope, Send, stream
 from service.streaming.runtime import Runtime
 
@@ -57,17 +58,18 @@ class BeaconApp:
             await send(message)
 
         path = scope["path"]
-        try:
-            if path == "/v1/stream" and scope["method"] in {"GET", "HEAD"}:
-                await stream(scope, receive, counting_send, await self._runtime())
-            elif path == "/healthz":
-                await _json(counting_send, 200, {"status": "ok"})
-            elif path == "/readyz":
-                await self._ready(counting_send)
-            else:
-                await self.django(scope, receive, counting_send)
-        finally:
-            metrics.HTTP_REQUESTS.labels(route_label(path), scope.get("method", ""), str(status)).inc()
+        with request_context(scope):  # request id and tenant for logs (access log included) and Sentry
+            try:
+                if path == "/v1/stream" and scope["method"] in {"GET", "HEAD"}:
+                    await stream(scope, receive, counting_send, await self._runtime())
+                elif path == "/healthz":
+                    await _json(counting_send, 200, {"status": "ok"})
+                elif path == "/readyz":
+                    await self._ready(counting_send)
+                else:
+                    await self.django(scope, receive, counting_send)
+            finally:
+                metrics.HTTP_REQUESTS.labels(route_label(path), scope.get("method", ""), str(status)).inc()
 
     async def _runtime(self) -> Runtime:
         if self.runtime is None:  # servers without lifespan support: start on first use
@@ -77,8 +79,12 @@ class BeaconApp:
 
     async def _ready(self, send: Send) -> None:
         runtime = await self._runtime()
-        checks = {"database": "ok", "listener": "ok" if runtime.listener_connected else "down",
-                  "draining": "yes" if runtime.draining else "no"}
+        checks: dict[str, object] = {
+            "database": "ok", "listener": "ok" if runtime.listener_connected else "down",
+            "draining": "yes" if runtime.draining else "no",
+            # this worker's counts, for operators and for tests that check nothing leaks
+            "streams": runtime.open_streams, "subscriptions": len(runtime.hub), "hub_keys": runtime.hub.key_count(),
+        }
         try:
             assert runtime.store is not None
             async with asyncio.timeout(2):

@@ -32,7 +32,8 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 log = logging.getLogger(__name__)
 _background: set[asyncio.Task[None]] = set()
-MAX_COALESCED = 64  # queued frames written in one send
+MAX_COALESCED = 64  # queued frames written in one send...
+MAX_COALESCED_BYTES = 64 * 1024  # ...up to about this many bytes
 
 
 class Request:
@@ -191,8 +192,11 @@ async def _serve(
         watcher.cancel()
         metrics.CONNECTIONS.labels(label).dec()
         metrics.CONNECTIONS_CLOSED.labels(sub.closed or "server").inc()
-        with contextlib.suppress(Exception):
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        if sub.closed not in {"client", "slow_consumer"}:
+            # End the body cleanly so the client reconnects; a client that stopped reading gets no more waits.
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(1):
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 async def _watch_disconnect(receive: Receive, sub: Subscription) -> None:
@@ -251,13 +255,15 @@ async def _live(send: Send, sub: Subscription, subscriber: Subscriber, label: st
     while sub.closed is None:
         frames: list[bytes] = []
         sent_at: list[float] = []
-        while len(frames) < MAX_COALESCED and (item := sub.pop()) is not None:
+        size = 0
+        while len(frames) < MAX_COALESCED and size < MAX_COALESCED_BYTES and (item := sub.pop()) is not None:
             if item.id is not None:
                 if item.id <= sub.position:
                     continue  # already sent by the replay
                 sub.position = item.id
                 sent_at.append(item.sent_at)
             frames.append(item.frame)
+            size += len(item.frame)
         if frames:
             await _write(send, b"".join(frames))
             next_ping = loop.time() + heartbeat

@@ -61,7 +61,7 @@ class Runtime:
     async def start(self) -> None:
         self.pool = AsyncConnectionPool(
             settings.DATABASE_URL, min_size=1, max_size=settings.STREAM_DB_POOL_SIZE, open=False,
-            kwargs={"autocommit": True}, name="beacon-stream",
+            kwargs={"autocommit": True, "application_name": "beacon-stream"}, name="beacon-stream",
         )
         await self.pool.open(wait=False)
         self.store = Store(self.pool)
@@ -123,7 +123,7 @@ class Runtime:
         metrics.READY.set(0)
         window = settings.DRAIN_SECONDS
         subs = list(self.hub)
-        random.shuffle(subs)
+        random.shuffle(subs)  # spread over the window so clients do not all reconnect at once
         log.info("draining %d streams over %.1fs", len(subs), window)
         started = time.monotonic()
         for index, sub in enumerate(subs):

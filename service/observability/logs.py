@@ -1,0 +1,163 @@
+"""Structured logs: one JSON object per line with the request id and tenant, secrets redacted.
+
+``logging_config`` builds ``settings.LOGGING``. Django applies it in every worker after the uvicorn worker
+has set up its loggers, so the server's own loggers (``uvicorn.error``, ``uvicorn.access`` and gunicorn's
+in the worker) are taken over too: every line a worker writes is JSON (or text with ``LOG_FORMAT=text``).
+
+The access log is where secrets leak first: uvicorn logs the path *with* its query string, and an
+``EventSource`` sends its token as ``?token=<JWT>``. ``RedactFilter`` sits on the access loggers (and on
+the handler, for everything else) and rewrites the record's message and arguments before any handler or
+Sentry breadcrumb sees them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import traceback
+from datetime import UTC, datetime
+from typing import Any
+
+from service.env import ConfigError
+from service.http import request_id_var, tenant_var
+from service.observability.redact import redact
+
+FORMATS = ("json", "text")
+ACCESS_LOGGERS = ("uvicorn.access", "gunicorn.access")
+SERVER_LOGGERS = ("uvicorn", "uvicorn.error", "gunicorn.error")
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s %(tenant)s] %(message)s"
+
+# Attributes every LogRecord has; anything else on a record came from ``extra=`` and is logged as a field.
+_STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {
+    "message", "asctime", "request_id", "tenant", "taskName", "color_message",  # uvicorn's ANSI copy
+}  # fmt: skip
+
+
+def _redact_value(value: Any) -> Any:
+    return redact(value) if isinstance(value, str) else value
+
+
+class ContextFilter(logging.Filter):
+    """Stamps ``request_id`` and ``tenant`` from the request's context variables onto every record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "request_id"):
+            record.request_id = request_id_var.get()
+        if not hasattr(record, "tenant"):
+            record.tenant = tenant_var.get()
+        return True
+
+
+class RedactFilter(logging.Filter):
+    """Removes API keys, JWTs, bearer credentials and ``token=`` query values from the message and args.
+
+    Arguments are redacted one by one (the access log keeps its five for the JSON fields); when a secret
+    only shows once the message is rendered (``"token=%s"`` with an opaque value), the record is replaced
+    by its rendered, redacted message.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(_redact_value(arg) for arg in record.args)
+        elif isinstance(record.args, dict):
+            record.args = {key: _redact_value(value) for key, value in record.args.items()}
+        if not isinstance(record.msg, str):
+            return True
+        try:
+            rendered = record.getMessage()
+        except (TypeError, ValueError, KeyError):  # mismatched arguments: logging reports it; keep the text safe
+            record.msg = redact(record.msg)
+            return True
+        redacted = redact(rendered)
+        if redacted != rendered:
+            record.msg, record.args = redacted, ()
+        return True
+
+
+def _timestamp(created: float) -> str:
+    return datetime.fromtimestamp(created, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class JsonFormatter(logging.Formatter):
+    """``{"ts", "level", "logger", "message", "request_id", "tenant", ...}`` on one line.
+
+    Access-log records (uvicorn's five arguments) also get ``client``, ``method``, ``path`` and ``status``.
+    Whatever the record carries, the final text goes through ``redact`` once more.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": _timestamp(record.created),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "request_id": getattr(record, "request_id", request_id_var.get()),
+            "tenant": getattr(record, "tenant", tenant_var.get()),
+        }
+        if record.name == "uvicorn.access" and isinstance(record.args, tuple) and len(record.args) == 5:
+            client, method, path, _version, status = record.args
+            entry.update(client=client, method=method, path=path, status=status)
+        for key, value in vars(record).items():
+            if key not in _STANDARD and key not in entry and not key.startswith("_"):
+                entry[key] = value
+        if record.exc_info:
+            entry["exc_info"] = "".join(traceback.format_exception(*record.exc_info))
+        elif record.exc_text:
+            entry["exc_info"] = record.exc_text
+        if record.stack_info:
+            entry["stack_info"] = record.stack_info
+        return redact(json.dumps(entry, default=str, ensure_ascii=False))
+
+
+class TextFormatter(logging.Formatter):
+    """The human format (``LOG_FORMAT=text``): context in brackets, secrets redacted all the same."""
+
+    def __init__(self) -> None:
+        super().__init__(TEXT_FORMAT)
+
+    def format(self, record: logging.LogRecord) -> str:
+        record.request_id = getattr(record, "request_id", request_id_var.get())
+        record.tenant = getattr(record, "tenant", tenant_var.get())
+        return redact(super().format(record))
+
+
+def logging_config(level: str = "INFO", fmt: str = "json", *, access_log: bool = True) -> dict[str, Any]:
+    """The ``LOGGING`` dict: one stderr handler for the root and the server's loggers, in ``fmt``."""
+    fmt = fmt.strip().lower()
+    if fmt not in FORMATS:
+        raise ConfigError(f"LOG_FORMAT: expected one of {', '.join(FORMATS)}, got {fmt!r}")
+    handler = ["console"]
+    server: dict[str, Any] = {"handlers": handler, "level": level, "propagate": False}
+    access: dict[str, Any] = {
+        "handlers": handler if access_log else [],
+        "level": "INFO",
+        "propagate": False,
+        "filters": ["redact"],
+    }
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {
+            "context": {"()": ContextFilter},
+            "redact": {"()": RedactFilter},
+        },
+        "formatters": {
+            "json": {"()": JsonFormatter},
+            "text": {"()": TextFormatter},
+        },
+        "handlers": {
+            "console": {
+                "class": "logging.StreamHandler",
+                "stream": "ext://sys.stderr",
+                "formatter": fmt,
+                "filters": ["context", "redact"],
+            }
+        },
+        "root": {"handlers": handler, "level": level},
+        "loggers": {
+            "django": {"handlers": [], "level": level, "propagate": True},  # drop Django's own text handlers
+            "django.db.backends": {"level": "WARNING"},
+            **{name: dict(server) for name in SERVER_LOGGERS},
+            **{name: dict(access) for name in ACCESS_LOGGERS},
+        },
+    }

@@ -1,0 +1,160 @@
+"""Worker lifecycle: SIGTERM drain, listener loss and recovery, and zero queries from idle streams."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import threading
+import time
+
+import httpx
+import jwt
+import psycopg
+from django.db import connection
+
+from tests.support import Api, sse_stream, take, unique, wait_until
+
+
+def _open_raw_stream(port: int, token: str, last_event_id: str | None = None) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port))
+    extra = f"Last-Event-ID: {last_event_id}\r\n" if last_event_id else ""
+    sock.sendall(f"GET /v1/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n{extra}\r\n".encode())
+    head = sock.recv(4096)
+    assert head.startswith(b"HTTP/1.1 200"), head
+    return sock
+
+
+def test_sigterm_drains_streams_and_clients_resume_without_loss(start_server, make_tenant):
+    tenant, key = make_tenant()
+    pod_a = start_server(workers=1, DRAIN_SECONDS="3")
+    pod_b = start_server(workers=1, REPLAY_LIMIT="10000")
+    api = Api(pod_b.url, key)
+    user = unique()
+    token = api.token(user)
+    start_id = api.publish_ok({"recipient": user})[0]["id"]
+    extra = [_open_raw_stream(pod_a.port, api.token(unique())) for _ in range(20)]  # to spread the drain over
+    published: list[str] = []
+    stop = threading.Event()
+
+    def publish() -> None:
+        while not stop.is_set():
+            published.append(api.publish_ok({"recipient": user})[0]["id"])
+            time.sleep(0.01)
+
+    publisher = threading.Thread(target=publish)
+    received: list[str] = []
+    with sse_stream(pod_a.url, token, last_event_id=start_id) as events:
+        publisher.start()
+        received += [e.id for e in take(events, 3)]
+        assert pod_a.process is not None
+        pod_a.process.send_signal(signal.SIGTERM)
+        # While draining: not ready, and new streams are refused with 503 draining.
+        ready = httpx.get(pod_a.url + "/readyz")
+        assert ready.status_code == 503 and ready.json()["checks"]["draining"] == "yes"
+        refused = httpx.get(pod_a.url + "/v1/stream", headers={"Authorization": f"Bearer {api.token(unique())}"})
+        assert refused.status_code == 503 and refused.json()["error"]["code"] == "draining"
+        assert refused.headers["Retry-After"]
+        for event in events:  # the server ends this stream within the drain window
+            if event.id and event.event != "beacon.unread" and event.data:
+                received.append(event.id)
+    pod_a.process.wait(timeout=20)  # all within gunicorn's graceful_timeout
+    assert pod_a.process.returncode == 0
+    with sse_stream(pod_b.url, token, last_event_id=received[-1]) as events:
+        time.sleep(0.2)
+        stop.set()
+        publisher.join()
+        missing = [i for i in published if int(i) > int(received[-1])]
+        received += [e.id for e in take(events, len(missing))] if missing else []
+    for sock in extra:
+        sock.close()
+    duplicates = sorted({i for i in received if received.count(i) > 1}, key=int)
+    assert not duplicates, duplicates[:20]
+    assert received == sorted(received, key=int)
+    assert set(published) <= set(received)
+
+
+def test_listener_killed_recovers_and_streams_catch_up(start_server, make_tenant):
+    tenant, key = make_tenant()
+    srv = start_server(workers=1)
+    api = Api(srv.url, key)
+    user = unique()
+    with sse_stream(srv.url, api.token(user)) as events:
+        first = api.publish_ok({"recipient": user})[0]["id"]
+        assert take(events, 1)[0].id == first
+        with psycopg.connect(os.environ["BEACON_TEST_DATABASE_URL"], autocommit=True) as conn:
+            killed = conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE application_name = 'beacon-listener' AND datname = current_database()"
+            ).fetchall()
+            assert killed
+            # Published while the listener is gone (or reconnecting): must still arrive, in order.
+            during = [api.publish_ok({"recipient": user, "data": i})[0]["id"] for i in range(5)]
+        assert [e.id for e in take(events, 5)] == during
+        after = api.publish_ok({"recipient": user})[0]["id"]
+        assert take(events, 1)[0].id == after
+    wait_until(lambda: httpx.get(srv.url + "/readyz").status_code == 200, timeout=15, message="ready again")
+
+
+def _beacon_backends(conn: psycopg.Connection, database: str) -> dict[int, tuple]:
+    rows = conn.execute(
+        "SELECT pid, state_change, xact_start, application_name FROM pg_stat_activity "
+        "WHERE datname = %s AND application_name LIKE 'beacon%%'", [database]
+    ).fetchall()
+    return {row[0]: tuple(row[1:]) for row in rows}
+
+
+def _commits(conn: psycopg.Connection, database: str) -> int:
+    conn.execute("SELECT pg_stat_clear_snapshot()")
+    row = conn.execute("SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = %s",
+                       [database]).fetchone()
+    return int(row[0])
+
+
+def test_idle_streams_cause_no_database_queries(start_server, make_tenant, django_db_setup):
+    """500 open streams, heartbeats flowing: not one query reaches PostgreSQL while they idle."""
+    tenant, key = make_tenant()
+    srv = start_server(workers=2, HEARTBEAT_SECONDS="0.5")
+    database = django_db_setup
+    with connection.cursor() as cursor:  # autovacuum would count as activity in the database: keep it out
+        cursor.execute("SELECT schemaname, tablename FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', "
+                       "'information_schema')")
+        for schema, table in cursor.fetchall():
+            cursor.execute(f'ALTER TABLE "{schema}"."{table}" SET (autovacuum_enabled = false)')
+    exp = int(time.time()) + 3600
+    streams = [
+        _open_raw_stream(srv.port, jwt.encode({"sub": f"idle-{i}", "tid": tenant.slug, "exp": exp,
+                                                "topics": ["news"]}, tenant.signing_secret, "HS256"))
+        for i in range(500)
+    ]
+    # Watch from another database so our own reads are not counted in the test database's statistics.
+    with psycopg.connect(os.environ["DATABASE_URL"], autocommit=True) as watcher:
+        # Statistics of the connects' queries are flushed lazily (up to ~10 s): wait until they settle.
+        last = [_commits(watcher, database), time.monotonic()]
+
+        def settled() -> bool:
+            now = _commits(watcher, database)
+            if now != last[0]:
+                last[:] = [now, time.monotonic()]
+                return False
+            return time.monotonic() - last[1] > 11
+
+        wait_until(settled, timeout=60, interval=0.5, message="statistics to settle")
+        before_backends = _beacon_backends(watcher, database)
+        before_commits = _commits(watcher, database)
+        for sock in streams[:5]:  # heartbeats are flowing during the window
+            sock.settimeout(5)
+            assert b": ping" in sock.recv(65536) or b": ping" in sock.recv(65536)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            time.sleep(0.25)
+        after_backends = _beacon_backends(watcher, database)
+        after_commits = _commits(watcher, database)
+    for sock in streams:
+        sock.close()
+    assert before_backends and after_backends == before_backends, "a Beacon connection ran a query while idle"
+    assert after_commits - before_commits == 0, "transactions were committed in the database while idle"
+    checks = httpx.get(srv.url + "/readyz").json()["checks"]
+    assert checks["listener"] == "ok"
+    json.dumps(checks)
