@@ -6,7 +6,6 @@ code path as ``POST /v1/notifications``.
 
 from __future__ import annotations
 
-
 from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
@@ -26,7 +25,9 @@ DEMO_RECIPIENT = "demo-user"
 async def _tenant() -> directory.TenantInfo:
     tenant = await run_db(directory.tenant_by_slug, DEMO_TENANT)
     if tenant is None:
-        raise ApiError(404, "not_found", "the demo tenant does not exist: run `make run` or create_tenant demo")
+        raise ApiError(
+            404, "not_found", "the demo tenant does not exist: run `make run` or create_tenant demo"
+        )
     return tenant
 
 
@@ -45,12 +46,11 @@ async def publish(request: HttpRequest) -> HttpResponse:
     try:
         tenant = await _tenant()
         text = str(request.POST.get("text", ""))[:500] or "Hello from Beacon"
-        item = PublishIn.model_validate({"recipient": DEMO_RECIPIENT, "event": "demo.message", "data": {"text": text}})
+        item = PublishIn.model_validate(
+            {"recipient": DEMO_RECIPIENT, "event": "demo.message", "data": {"text": text}}
+        )
         encoded = publishing.encoded_data(item, tenant, "data")
         outcome = await run_db(publishing.publish, tenant, [(item, encoded)])
     except ApiError as exc:
         return exc.to_response()
     return JsonResponse(outcome.body, status=outcome.status, json_dumps_params={"separators": (",", ":")})
-
-
-

@@ -27,15 +27,20 @@ def main() -> int:
     manage = [python, str(ROOT / "manage.py")]
     subprocess.run([*manage, "migrate_schemas", "--shared", "-v", "0"], check=True, env=env, cwd=ROOT)
     subprocess.run([*manage, "migrate_schemas", "-v", "0"], check=True, env=env, cwd=ROOT)
-    out = subprocess.run([*manage, "ensure_demo"], check=True, env=env, cwd=ROOT, capture_output=True, text=True)
+    out = subprocess.run(
+        [*manage, "ensure_demo"], check=True, env=env, cwd=ROOT, capture_output=True, text=True
+    )
     key = out.stdout.strip().splitlines()[-1]
-    print(f"""
+    print(
+        f"""
 Beacon is starting on http://localhost:8000/  (demo page; admin at /admin/ after `manage.py createsuperuser`)
 Demo API key: {key}
 Publish:
   curl -H "Authorization: Bearer {key}" -H 'Content-Type: application/json' \\
        -d '{{"recipient":"demo-user","data":{{"text":"hi"}}}}' localhost:8000/v1/notifications
-""", flush=True)
+""",
+        flush=True,
+    )
     gunicorn = subprocess.Popen(
         [python, "-m", "gunicorn", "-c", str(ROOT / "deploy" / "gunicorn.conf.py")], env=env, cwd=ROOT
     )

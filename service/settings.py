@@ -15,7 +15,7 @@ SECRET_KEY = env_str("SECRET_KEY", "")
 if not SECRET_KEY:
     if not DEBUG and env_bool("REQUIRE_SECRET_KEY", False):
         raise ValueError("SECRET_KEY must be set")
-    SECRET_KEY = "beacon-development-only-secret-key-change-me-in-production"  # noqa: S105
+    SECRET_KEY = "beacon-development-only-secret-key-change-me-in-production"
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["*"])
 
 # --- Database -----------------------------------------------------------------------------------------
@@ -29,7 +29,7 @@ if not DATABASE_URL:
     os.environ["DATABASE_URL"] = DATABASE_URL  # child processes (gunicorn workers) share the same server
 
 _database = database_from_url(DATABASE_URL)
-_database["OPTIONS"].setdefault("application_name", "beacon-web")  # type: ignore[union-attr]
+_database["OPTIONS"].setdefault("application_name", "beacon-web")
 DATABASES = {
     "default": {
         "ENGINE": "django_tenants.postgresql_backend",

@@ -13,17 +13,16 @@ from tenants import keys
 from tenants.models import ApiKey, Domain, Tenant
 
 
-class DomainInline(admin.TabularInline):  # type: ignore[type-arg]
+class DomainInline(admin.TabularInline):
     model = Domain
     extra = 0
 
 
 @admin.register(Tenant)
-class TenantAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class TenantAdmin(admin.ModelAdmin):
     list_display = ("slug", "name", "schema_name", "is_active", "created_at")
     search_fields = ("slug", "name")
-    readonly_fields = ("schema_name", "created_at")
-    exclude = ("signing_secret",)
+    readonly_fields = ("schema_name", "signing_secret", "created_at")
     inlines = [DomainInline]
     actions = ["rotate_signing_secret"]
 
@@ -35,7 +34,7 @@ class TenantAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class ApiKeyAdmin(admin.ModelAdmin):
     list_display = ("public_id", "tenant", "name", "created_at", "last_used_at", "expires_at", "revoked_at")
     list_filter = ("tenant",)
     readonly_fields = ("public_id", "created_at", "last_used_at")

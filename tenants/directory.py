@@ -164,4 +164,4 @@ def mark_key_used(key: KeyInfo, every_seconds: float = 60.0) -> None:
 
 def clear_caches() -> None:
     for cache in (tenants_by_slug, tenants_by_id, tenant_id_by_host, keys_by_public_id):
-        cache.clear()  # type: ignore[attr-defined]
+        cache.clear()

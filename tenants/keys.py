@@ -44,10 +44,17 @@ def parse(key: str) -> ParsedKey | None:
     if not key.startswith(PREFIX):
         return None
     body = key[len(PREFIX) :]
-    public_id, sep, secret = body[:PUBLIC_ID_LENGTH], body[PUBLIC_ID_LENGTH : PUBLIC_ID_LENGTH + 1], body[
-        PUBLIC_ID_LENGTH + 1 :
-    ]
-    if sep != "_" or len(public_id) != PUBLIC_ID_LENGTH or len(secret) < MIN_SECRET_LENGTH or len(secret) > 512:
+    public_id, sep, secret = (
+        body[:PUBLIC_ID_LENGTH],
+        body[PUBLIC_ID_LENGTH : PUBLIC_ID_LENGTH + 1],
+        body[PUBLIC_ID_LENGTH + 1 :],
+    )
+    if (
+        sep != "_"
+        or len(public_id) != PUBLIC_ID_LENGTH
+        or len(secret) < MIN_SECRET_LENGTH
+        or len(secret) > 512
+    ):
         return None
     if not (set(public_id) <= _ALPHABET and set(secret) <= _ALPHABET):
         return None

@@ -65,7 +65,7 @@ class Tenant(TenantMixin):
         return self.slug
 
     def save(self, verbosity: int = 0, *args: Any, **kwargs: Any) -> None:
-        if not self.schema_name:
+        if not getattr(self, "schema_name", ""):
             self.schema_name = schema_for_slug(self.slug)
         super().save(verbosity, *args, **kwargs)
 

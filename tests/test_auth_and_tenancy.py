@@ -18,8 +18,13 @@ def test_key_format_parses_by_position_even_with_underscores():
     public_id, secret = "ab_cd-efgh_i", "_" * 5 + "x" * 40
     parsed = keys.parse(f"bk_{public_id}_{secret}")
     assert parsed is not None and parsed.public_id == public_id and parsed.secret == secret
-    for bad in ("bk_short_" + "x" * 40, "xx_abcdefghijkl_" + "x" * 40, "bk_abcdefghijkl_" + "x" * 31,
-                "bk_abcdefghijkl-" + "x" * 40, "bk_abcdefghijk!_" + "x" * 40):
+    for bad in (
+        "bk_short_" + "x" * 40,
+        "xx_abcdefghijkl_" + "x" * 40,
+        "bk_abcdefghijkl_" + "x" * 31,
+        "bk_abcdefghijkl-" + "x" * 40,
+        "bk_abcdefghijk!_" + "x" * 40,
+    ):
         assert keys.parse(bad) is None, bad
     full, pid, digest = keys.generate()
     parsed = keys.parse(full)
@@ -37,8 +42,11 @@ def test_unknown_key_and_wrong_secret_are_401_invalid_api_key(server, tenant_pai
     wrong_secret = key[: 3 + 12 + 1] + "A" * 43
     unknown = "bk_" + "Z" * 12 + "_" + "A" * 43
     for candidate in (wrong_secret, unknown):
-        response = httpx.post(server.url + "/v1/notifications", json={"recipient": "u"},
-                              headers={"Authorization": f"Bearer {candidate}"})
+        response = httpx.post(
+            server.url + "/v1/notifications",
+            json={"recipient": "u"},
+            headers={"Authorization": f"Bearer {candidate}"},
+        )
         assert response.status_code == 401 and response.json()["error"]["code"] == "invalid_api_key"
 
 
@@ -47,20 +55,30 @@ def test_revoked_key_is_refused_within_five_seconds(server, make_tenant):
     api = Api(server.url, key)
     assert api.publish({"recipient": "u"}).status_code == 201
     public_id = key[3:15]
-    out = subprocess.run([sys.executable, "manage.py", "revoke_api_key", public_id], cwd=ROOT, capture_output=True,
-                         text=True, env={**__import__("os").environ,
-                                         "DATABASE_URL": __import__("os").environ["BEACON_TEST_DATABASE_URL"]})
+    out = subprocess.run(
+        [sys.executable, "manage.py", "revoke_api_key", public_id],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={
+            **__import__("os").environ,
+            "DATABASE_URL": __import__("os").environ["BEACON_TEST_DATABASE_URL"],
+        },
+    )
     assert out.returncode == 0, out.stderr
     # Every worker must refuse it within 5 s (several requests reach both workers).
-    wait_until(lambda: all(api.publish({"recipient": "u"}).status_code == 401 for _ in range(6)), timeout=5,
-               message="revoked key refused on every worker")
+    wait_until(
+        lambda: all(api.publish({"recipient": "u"}).status_code == 401 for _ in range(6)),
+        timeout=5,
+        message="revoked key refused on every worker",
+    )
     assert api.publish({"recipient": "u"}).json()["error"]["code"] == "invalid_api_key"
 
 
 def test_expired_key_is_401(server, make_tenant):
     from django.utils import timezone
 
-    tenant, key = make_tenant()
+    _tenant, key = make_tenant()
     ApiKey.objects.filter(public_id=key[3:15]).update(expires_at=timezone.now())
     response = Api(server.url, key).publish({"recipient": "u"})
     assert response.status_code == 401 and response.json()["error"]["code"] == "invalid_api_key"
@@ -68,18 +86,25 @@ def test_expired_key_is_401(server, make_tenant):
 
 def test_key_of_tenant_a_on_tenant_b_domain_is_403(server, tenant_pair):
     (_, acme_key), _ = tenant_pair
-    response = httpx.post(server.url + "/v1/notifications", json={"recipient": "u"},
-                          headers={"Authorization": f"Bearer {acme_key}", "Host": "globex.localhost"})
+    response = httpx.post(
+        server.url + "/v1/notifications",
+        json={"recipient": "u"},
+        headers={"Authorization": f"Bearer {acme_key}", "Host": "globex.localhost"},
+    )
     assert response.status_code == 403 and response.json()["error"]["code"] == "tenant_mismatch"
-    ok = httpx.post(server.url + "/v1/notifications", json={"recipient": "u"},
-                    headers={"Authorization": f"Bearer {acme_key}", "Host": "acme.localhost"})
+    ok = httpx.post(
+        server.url + "/v1/notifications",
+        json={"recipient": "u"},
+        headers={"Authorization": f"Bearer {acme_key}", "Host": "acme.localhost"},
+    )
     assert ok.status_code == 201
 
 
 def test_token_of_tenant_a_on_tenant_b_domain_is_403(acme, server):
     token = acme.token(unique())
-    response = httpx.get(server.url + "/v1/inbox", headers={"Authorization": f"Bearer {token}",
-                                                            "Host": "globex.localhost"})
+    response = httpx.get(
+        server.url + "/v1/inbox", headers={"Authorization": f"Bearer {token}", "Host": "globex.localhost"}
+    )
     assert response.status_code == 403 and response.json()["error"]["code"] == "tenant_mismatch"
 
 
@@ -98,7 +123,7 @@ def test_same_recipient_in_two_tenants_never_sees_the_other(acme, globex):
 
 
 def test_api_key_secret_is_not_stored_in_any_column(server, make_tenant):
-    tenant, key = make_tenant()
+    _tenant, key = make_tenant()
     secret = key[16:]
     assert len(secret) >= 32
     found = []
@@ -110,9 +135,13 @@ def test_api_key_secret_is_not_stored_in_any_column(server, make_tenant):
         )
         for schema, table, column in cursor.fetchall():
             cursor.execute(
-                psycopg.sql.SQL("SELECT count(*) FROM {}.{} WHERE {}::text LIKE %s").format(
-                    psycopg.sql.Identifier(schema), psycopg.sql.Identifier(table), psycopg.sql.Identifier(column)
-                ).as_string(None),
+                psycopg.sql.SQL("SELECT count(*) FROM {}.{} WHERE {}::text LIKE %s")
+                .format(
+                    psycopg.sql.Identifier(schema),
+                    psycopg.sql.Identifier(table),
+                    psycopg.sql.Identifier(column),
+                )
+                .as_string(None),
                 [f"%{secret}%"],
             )
             if cursor.fetchone()[0]:
@@ -127,5 +156,7 @@ def test_inactive_tenant_is_refused(server, make_tenant):
     tenant.is_active = False
     tenant.save()
     api = Api(server.url, key)
-    wait_until(lambda: api.publish({"recipient": "u"}).status_code == 403, timeout=5, message="inactive tenant")
+    wait_until(
+        lambda: api.publish({"recipient": "u"}).status_code == 403, timeout=5, message="inactive tenant"
+    )
     assert api.publish({"recipient": "u"}).json()["error"]["code"] == "tenant_inactive"

@@ -17,8 +17,9 @@ from tests.support import ROOT, Api
 
 def manage(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DATABASE_URL": os.environ["BEACON_TEST_DATABASE_URL"]}
-    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_operator_commands_round_trip(server):
@@ -59,8 +60,15 @@ def test_openapi_document_is_valid_openapi_3(server):
     validate(document)
     assert document["openapi"].startswith("3.")
     paths = set(document["paths"])
-    assert {"/v1/notifications", "/v1/notifications/batch", "/v1/tokens", "/v1/inbox", "/v1/inbox/unread-count",
-            "/v1/inbox/read-all", "/v1/inbox/{notification_id}/read"} <= paths
+    assert {
+        "/v1/notifications",
+        "/v1/notifications/batch",
+        "/v1/tokens",
+        "/v1/inbox",
+        "/v1/inbox/unread-count",
+        "/v1/inbox/read-all",
+        "/v1/inbox/{notification_id}/read",
+    } <= paths
 
 
 def test_unknown_route_is_404_in_the_error_shape(server):

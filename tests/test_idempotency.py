@@ -52,7 +52,9 @@ def test_concurrent_retries_with_one_key_store_one_row(acme: Api, tenant_pair):
 
     def attempt(_: int) -> httpx.Response:
         with httpx.Client(base_url=acme.base_url, timeout=30) as client:
-            return client.post("/v1/notifications", json=body, headers=acme.headers(**{"Idempotency-Key": key}))
+            return client.post(
+                "/v1/notifications", json=body, headers=acme.headers(**{"Idempotency-Key": key})
+            )
 
     with ThreadPoolExecutor(max_workers=12) as pool:
         responses = list(pool.map(attempt, range(24)))

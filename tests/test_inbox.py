@@ -17,8 +17,12 @@ def auth(token: str) -> dict[str, str]:
 
 def test_pages_newest_first_with_cursor(acme: Api):
     user = unique()
-    ids = [n["id"] for n in acme.publish({"notifications": [{"recipient": user, "data": i} for i in range(7)]},
-                                        batch=True).json()["notifications"]]
+    ids = [
+        n["id"]
+        for n in acme.publish(
+            {"notifications": [{"recipient": user, "data": i} for i in range(7)]}, batch=True
+        ).json()["notifications"]
+    ]
     token = acme.token(user)
     seen: list[str] = []
     before = None
@@ -49,8 +53,12 @@ def test_topics_and_broadcasts_appear_but_do_not_count_as_unread(acme: Api):
 def test_mark_one_and_all_read(acme: Api):
     user = unique()
     ids = [n["id"] for n in acme.publish({"recipients": [user], "data": 1}).json()["notifications"]]
-    ids += [n["id"] for n in acme.publish({"notifications": [{"recipient": user}, {"recipient": user}]},
-                                          batch=True).json()["notifications"]]
+    ids += [
+        n["id"]
+        for n in acme.publish(
+            {"notifications": [{"recipient": user}, {"recipient": user}]}, batch=True
+        ).json()["notifications"]
+    ]
     token = acme.token(user)
     response = acme.client.post(f"/v1/inbox/{ids[0]}/read", headers=auth(token))
     assert response.status_code == 200 and response.json()["read_at"] is not None
@@ -89,20 +97,29 @@ def test_token_rules(acme: Api, server, tenant_pair):
     tenant = tenant_pair[0][0]
     response = acme.client.post("/v1/tokens", json={"recipient": "u", "ttl": 86401}, headers=acme.headers())
     assert response.status_code == 422 and response.json()["error"]["field"] == "ttl"
-    response = acme.client.post("/v1/tokens", json={"recipient": "u", "topics": ["t"] * 101},
-                                headers=acme.headers())
+    response = acme.client.post(
+        "/v1/tokens", json={"recipient": "u", "topics": ["t"] * 101}, headers=acme.headers()
+    )
     assert response.status_code == 422
-    minted = acme.client.post("/v1/tokens", json={"recipient": "u", "topics": ["a"]}, headers=acme.headers()).json()
+    minted = acme.client.post(
+        "/v1/tokens", json={"recipient": "u", "topics": ["a"]}, headers=acme.headers()
+    ).json()
     claims = jwt.decode(minted["token"], tenant.signing_secret, algorithms=["HS256"])
     assert claims["sub"] == "u" and claims["tid"] == "acme" and claims["topics"] == ["a"]
     assert minted["expires_at"].endswith("Z")
     # Backends may sign their own tokens with the tenant's secret.
-    own = jwt.encode({"sub": "u", "tid": "acme", "exp": int(time.time()) + 60}, tenant.signing_secret, "HS256")
+    own = jwt.encode(
+        {"sub": "u", "tid": "acme", "exp": int(time.time()) + 60}, tenant.signing_secret, "HS256"
+    )
     assert httpx.get(server.url + "/v1/inbox", headers=auth(own)).status_code == 200
-    expired = jwt.encode({"sub": "u", "tid": "acme", "exp": int(time.time()) - 5}, tenant.signing_secret, "HS256")
+    expired = jwt.encode(
+        {"sub": "u", "tid": "acme", "exp": int(time.time()) - 5}, tenant.signing_secret, "HS256"
+    )
     response = httpx.get(server.url + "/v1/inbox", headers=auth(expired))
     assert response.status_code == 401 and response.json()["error"]["code"] == "token_expired"
-    forged = jwt.encode({"sub": "u", "tid": "acme", "exp": int(time.time()) + 60}, "wrong-secret-" * 3, "HS256")
+    forged = jwt.encode(
+        {"sub": "u", "tid": "acme", "exp": int(time.time()) + 60}, "wrong-secret-" * 3, "HS256"
+    )
     response = httpx.get(server.url + "/v1/inbox", headers=auth(forged))
     assert response.status_code == 401 and response.json()["error"]["code"] == "invalid_token"
     response = httpx.get(server.url + "/v1/inbox")

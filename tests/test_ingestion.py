@@ -88,7 +88,9 @@ def test_invalid_bodies_are_422_and_store_nothing(acme: Api, tenant_pair, body, 
 
 def test_malformed_json_is_400(acme: Api):
     response = acme.client.post(
-        "/v1/notifications", content=b'{"recipient": "u",', headers=acme.headers(**{"Content-Type": "application/json"})
+        "/v1/notifications",
+        content=b'{"recipient": "u",',
+        headers=acme.headers(**{"Content-Type": "application/json"}),
     )
     assert response.status_code == 400 and error_of(response)["code"] == "invalid_json"
 

@@ -20,14 +20,16 @@ from tests.support import Api, sse_stream, take, unique, wait_until
 def _open_raw_stream(port: int, token: str, last_event_id: str | None = None) -> socket.socket:
     sock = socket.create_connection(("127.0.0.1", port))
     extra = f"Last-Event-ID: {last_event_id}\r\n" if last_event_id else ""
-    sock.sendall(f"GET /v1/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n{extra}\r\n".encode())
+    sock.sendall(
+        f"GET /v1/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n{extra}\r\n".encode()
+    )
     head = sock.recv(4096)
     assert head.startswith(b"HTTP/1.1 200"), head
     return sock
 
 
 def test_sigterm_drains_streams_and_clients_resume_without_loss(start_server, make_tenant):
-    tenant, key = make_tenant()
+    _tenant, key = make_tenant()
     pod_a = start_server(workers=1, DRAIN_SECONDS="3")
     pod_b = start_server(workers=1, REPLAY_LIMIT="10000")
     api = Api(pod_b.url, key)
@@ -53,7 +55,9 @@ def test_sigterm_drains_streams_and_clients_resume_without_loss(start_server, ma
         # While draining: not ready, and new streams are refused with 503 draining.
         ready = httpx.get(pod_a.url + "/readyz")
         assert ready.status_code == 503 and ready.json()["checks"]["draining"] == "yes"
-        refused = httpx.get(pod_a.url + "/v1/stream", headers={"Authorization": f"Bearer {api.token(unique())}"})
+        refused = httpx.get(
+            pod_a.url + "/v1/stream", headers={"Authorization": f"Bearer {api.token(unique())}"}
+        )
         assert refused.status_code == 503 and refused.json()["error"]["code"] == "draining"
         assert refused.headers["Retry-After"]
         for event in events:  # the server ends this stream within the drain window
@@ -76,7 +80,7 @@ def test_sigterm_drains_streams_and_clients_resume_without_loss(start_server, ma
 
 
 def test_listener_killed_recovers_and_streams_catch_up(start_server, make_tenant):
-    tenant, key = make_tenant()
+    _tenant, key = make_tenant()
     srv = start_server(workers=1)
     api = Api(srv.url, key)
     user = unique()
@@ -100,32 +104,42 @@ def test_listener_killed_recovers_and_streams_catch_up(start_server, make_tenant
 def _beacon_backends(conn: psycopg.Connection, database: str) -> dict[int, tuple]:
     rows = conn.execute(
         "SELECT pid, state_change, xact_start, application_name FROM pg_stat_activity "
-        "WHERE datname = %s AND application_name LIKE 'beacon%%'", [database]
+        "WHERE datname = %s AND application_name LIKE 'beacon%%'",
+        [database],
     ).fetchall()
     return {row[0]: tuple(row[1:]) for row in rows}
 
 
 def _commits(conn: psycopg.Connection, database: str) -> int:
     conn.execute("SELECT pg_stat_clear_snapshot()")
-    row = conn.execute("SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = %s",
-                       [database]).fetchone()
+    row = conn.execute(
+        "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = %s", [database]
+    ).fetchone()
     return int(row[0])
 
 
 def test_idle_streams_cause_no_database_queries(start_server, make_tenant, django_db_setup):
     """500 open streams, heartbeats flowing: not one query reaches PostgreSQL while they idle."""
-    tenant, key = make_tenant()
+    tenant, _key = make_tenant()
     srv = start_server(workers=2, HEARTBEAT_SECONDS="0.5")
     database = django_db_setup
     with connection.cursor() as cursor:  # autovacuum would count as activity in the database: keep it out
-        cursor.execute("SELECT schemaname, tablename FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', "
-                       "'information_schema')")
+        cursor.execute(
+            "SELECT schemaname, tablename FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', "
+            "'information_schema')"
+        )
         for schema, table in cursor.fetchall():
             cursor.execute(f'ALTER TABLE "{schema}"."{table}" SET (autovacuum_enabled = false)')
     exp = int(time.time()) + 3600
     streams = [
-        _open_raw_stream(srv.port, jwt.encode({"sub": f"idle-{i}", "tid": tenant.slug, "exp": exp,
-                                                "topics": ["news"]}, tenant.signing_secret, "HS256"))
+        _open_raw_stream(
+            srv.port,
+            jwt.encode(
+                {"sub": f"idle-{i}", "tid": tenant.slug, "exp": exp, "topics": ["news"]},
+                tenant.signing_secret,
+                "HS256",
+            ),
+        )
         for i in range(500)
     ]
     # Watch from another database so our own reads are not counted in the test database's statistics.

@@ -45,8 +45,14 @@ def test_retry_ping_and_comment():
 
 def test_notification_payload_is_valid_json_around_encoded_data():
     data = sse.notification_json(12, None, '{"k":[1,"two"]}', 'u"1', None, "2026-11-25T12:00:00.000000Z")
-    assert json.loads(data) == {"id": "12", "event": None, "data": {"k": [1, "two"]}, "recipient": 'u"1',
-                                "topic": None, "created_at": "2026-11-25T12:00:00.000000Z"}
+    assert json.loads(data) == {
+        "id": "12",
+        "event": None,
+        "data": {"k": [1, "two"]},
+        "recipient": 'u"1',
+        "topic": None,
+        "created_at": "2026-11-25T12:00:00.000000Z",
+    }
 
 
 def test_announcements_round_trip_and_fall_back_to_ranges_when_large():

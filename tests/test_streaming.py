@@ -19,9 +19,10 @@ from tests.support import Api, sse_stream, take, unique, wait_until
 def test_delivery_shape_and_headers(acme: Api):
     user = unique()
     token = acme.token(user)
-    with httpx.Client(base_url=acme.base_url, timeout=10) as client, client.stream(
-        "GET", "/v1/stream", headers={"Authorization": f"Bearer {token}"}
-    ) as response:
+    with (
+        httpx.Client(base_url=acme.base_url, timeout=10) as client,
+        client.stream("GET", "/v1/stream", headers={"Authorization": f"Bearer {token}"}) as response,
+    ):
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
         assert response.headers["cache-control"] == "no-cache, no-store"
@@ -45,8 +46,14 @@ def test_delivery_shape_and_headers(acme: Api):
     named, unnamed = blocks
     assert named[:2] == [f"id: {stored[0]['id']}", "event: invoice.paid"] and len(named) == 3
     payload = json.loads(named[2].removeprefix("data: "))
-    assert payload == {"id": stored[0]["id"], "event": "invoice.paid", "data": {"amount": 12}, "recipient": user,
-                       "topic": None, "created_at": stored[0]["created_at"]}
+    assert payload == {
+        "id": stored[0]["id"],
+        "event": "invoice.paid",
+        "data": {"amount": 12},
+        "recipient": user,
+        "topic": None,
+        "created_at": stored[0]["created_at"],
+    }
     # An event without a name has no event: line, so a plain onmessage handler receives it.
     assert unnamed[0] == f"id: {plain[0]['id']}" and len(unnamed) == 2 and unnamed[1].startswith("data: ")
 
@@ -65,9 +72,10 @@ def test_topics_and_broadcast_reach_matching_subscribers_only(acme: Api):
 
 def test_same_recipient_in_two_tenants_gets_no_cross_tenant_event(acme: Api, globex: Api):
     user = unique()
-    with sse_stream(acme.base_url, acme.token(user)) as acme_events, sse_stream(
-        globex.base_url, globex.token(user)
-    ) as globex_events:
+    with (
+        sse_stream(acme.base_url, acme.token(user)) as acme_events,
+        sse_stream(globex.base_url, globex.token(user)) as globex_events,
+    ):
         acme.publish_ok({"recipient": user, "data": "for acme"})
         acme.publish_ok({"broadcast": True, "data": "acme broadcast"})
         globex.publish_ok({"recipient": user, "data": "for globex"})
@@ -94,8 +102,9 @@ def test_replay_after_reconnect_with_header_and_query(acme: Api):
 
         with connect_sse(client, "GET", f"/v1/stream?token={token}&last_event_id={missed[1]}") as source:
             assert [e.id for e in take(source.iter_sse(), 2)] == missed[2:4]
-        with connect_sse(client, "GET", f"/v1/stream?token={token}&last_event_id=0",
-                         headers={"Last-Event-ID": missed[2]}) as source:
+        with connect_sse(
+            client, "GET", f"/v1/stream?token={token}&last_event_id=0", headers={"Last-Event-ID": missed[2]}
+        ) as source:
             assert [e.id for e in take(source.iter_sse(), 1)] == [missed[3]]
 
 
@@ -110,8 +119,9 @@ def test_out_of_order_commits_are_resumed_without_loss_or_duplicates(acme: Api):
     def publisher() -> None:
         with httpx.Client(base_url=acme.base_url, timeout=30) as client:
             while not stop.is_set():
-                response = client.post("/v1/notifications", json={"recipient": user, "data": {}},
-                                       headers=acme.headers())
+                response = client.post(
+                    "/v1/notifications", json={"recipient": user, "data": {}}, headers=acme.headers()
+                )
                 assert response.status_code == 201
                 with lock:
                     published.append(int(response.json()["notifications"][0]["id"]))
@@ -142,9 +152,10 @@ def test_out_of_order_commits_are_resumed_without_loss_or_duplicates(acme: Api):
 
 def test_heartbeat_comments_while_idle(acme: Api):
     token = acme.token(unique())
-    with httpx.Client(base_url=acme.base_url, timeout=10) as client, client.stream(
-        "GET", "/v1/stream", headers={"Authorization": f"Bearer {token}"}
-    ) as response:
+    with (
+        httpx.Client(base_url=acme.base_url, timeout=10) as client,
+        client.stream("GET", "/v1/stream", headers={"Authorization": f"Bearer {token}"}) as response,
+    ):
         pings = 0
         for line in response.iter_lines():
             if line == ": ping":
@@ -157,8 +168,12 @@ def test_heartbeat_comments_while_idle(acme: Api):
 def test_reset_when_too_far_behind_unknown_or_expired(acme: Api, tenant_pair):
     user = unique()
     token = acme.token(user)
-    ids = [n["id"] for n in acme.publish({"notifications": [{"recipient": user} for _ in range(60)]},
-                                        batch=True).json()["notifications"]]
+    ids = [
+        n["id"]
+        for n in acme.publish({"notifications": [{"recipient": user} for _ in range(60)]}, batch=True).json()[
+            "notifications"
+        ]
+    ]
     with sse_stream(acme.base_url, token, last_event_id=str(int(ids[0]) - 1)) as events:
         reset = take(events, 1, skip_control=False)[0]
         live = acme.publish_ok({"recipient": user})[0]["id"]
@@ -180,13 +195,14 @@ def test_reset_when_too_far_behind_unknown_or_expired(acme: Api, tenant_pair):
         newest = Notification.objects.order_by("-id").first()
     with sse_stream(acme.base_url, token, last_event_id=str(oldest.id)) as events:
         reset = take(events, 1, skip_control=False)[0]
-    assert json.loads(reset.data) == {"reason": "expired", "resume_from": str(newest.id) if newest else "0"} or (
-        json.loads(reset.data)["reason"] == "expired"
-    )
+    assert json.loads(reset.data) == {
+        "reason": "expired",
+        "resume_from": str(newest.id) if newest else "0",
+    } or (json.loads(reset.data)["reason"] == "expired")
 
 
 def test_zero_means_everything_retained(acme: Api, make_tenant, server):
-    tenant, key = make_tenant()
+    _tenant, key = make_tenant()
     api = Api(server.url, key)
     user = unique()
     ids = [api.publish_ok({"recipient": user, "data": i})[0]["id"] for i in range(3)]
@@ -232,8 +248,16 @@ def test_refusals_before_any_stream_byte(acme: Api, server, tenant_pair):
     cases = [
         ({}, 401, "unauthenticated"),
         ({"Authorization": "Bearer not.a.jwt"}, 401, "invalid_token"),
-        ({"Authorization": "Bearer " + jwt.encode({"sub": "u", "tid": "acme", "exp": int(time.time()) - 1},
-                                                  tenant.signing_secret, "HS256")}, 401, "token_expired"),
+        (
+            {
+                "Authorization": "Bearer "
+                + jwt.encode(
+                    {"sub": "u", "tid": "acme", "exp": int(time.time()) - 1}, tenant.signing_secret, "HS256"
+                )
+            },
+            401,
+            "token_expired",
+        ),
         ({"Authorization": f"Bearer {token}", "Host": "globex.localhost"}, 403, "tenant_mismatch"),
         ({"Authorization": f"Bearer {token}", "Origin": "https://evil.test"}, 403, "origin_not_allowed"),
         ({"Authorization": f"Bearer {token}", "Last-Event-ID": "abc"}, 400, "invalid_last_event_id"),
@@ -243,9 +267,12 @@ def test_refusals_before_any_stream_byte(acme: Api, server, tenant_pair):
         got, info = _status(url, **headers)
         assert (got, info["body"]["error"]["code"]) == (status, code), headers
     # Token in the cookie works like the header; an allowed origin gets CORS headers.
-    with httpx.Client(timeout=10) as client, client.stream(
-        "GET", url, headers={"Cookie": f"beacon_token={token}", "Origin": "https://app.acme.test"}
-    ) as response:
+    with (
+        httpx.Client(timeout=10) as client,
+        client.stream(
+            "GET", url, headers={"Cookie": f"beacon_token={token}", "Origin": "https://app.acme.test"}
+        ) as response,
+    ):
         assert response.status_code == 200
         assert response.headers["access-control-allow-origin"] == "https://app.acme.test"
         assert response.headers["access-control-allow-credentials"] == "true"
@@ -253,7 +280,7 @@ def test_refusals_before_any_stream_byte(acme: Api, server, tenant_pair):
 
 def test_per_recipient_and_per_tenant_limits_hold_across_two_pods(start_server, make_tenant):
     """Two separate servers (pods) share the limits through PostgreSQL."""
-    tenant, key = make_tenant(max_connections=3, max_connections_per_recipient=2)
+    _tenant, key = make_tenant(max_connections=3, max_connections_per_recipient=2)
     pod_a, pod_b = start_server(workers=1), start_server(workers=1)
     api = Api(pod_a.url, key)
     user = unique()
@@ -266,22 +293,27 @@ def test_per_recipient_and_per_tenant_limits_hold_across_two_pods(start_server, 
             status, info = _status(pod_a.url + "/v1/stream", Authorization=f"Bearer {api.token(unique())}")
             assert status == 429 and "tenant" in info["body"]["error"]["message"]
     # Closed streams give their slots back.
-    wait_until(lambda: _status(pod_b.url + "/v1/stream", Authorization=f"Bearer {token}")[0] == 200, timeout=10,
-               message="slots released")
+    wait_until(
+        lambda: _status(pod_b.url + "/v1/stream", Authorization=f"Bearer {token}")[0] == 200,
+        timeout=10,
+        message="slots released",
+    )
 
 
 def test_worker_capacity_is_503_over_capacity(start_server, acme: Api):
     srv = start_server(workers=1, WORKER_MAX_CONNECTIONS="1")
     with sse_stream(srv.url, acme.token(unique())):
         status, info = _status(srv.url + "/v1/stream", Authorization=f"Bearer {acme.token(unique())}")
-    assert status == 503 and info["body"]["error"]["code"] == "over_capacity" and info["headers"]["retry-after"]
+    assert (
+        status == 503 and info["body"]["error"]["code"] == "over_capacity" and info["headers"]["retry-after"]
+    )
 
 
 def test_slots_of_a_sigkilled_worker_come_back(start_server, make_tenant):
     import os
     import signal
 
-    tenant, key = make_tenant(max_connections_per_recipient=1)
+    _tenant, key = make_tenant(max_connections_per_recipient=1)
     srv = start_server(workers=1)
     api = Api(srv.url, key)
     token = api.token(unique())
@@ -292,8 +324,12 @@ def test_slots_of_a_sigkilled_worker_come_back(start_server, make_tenant):
     (worker,) = srv.worker_pids()
     os.kill(worker, signal.SIGKILL)
     held.close()
-    wait_until(lambda: _status(srv.url + "/v1/stream", Authorization=f"Bearer {token}")[0] == 200, timeout=60,
-               interval=0.5, message="the killed worker's slot to come back")
+    wait_until(
+        lambda: _status(srv.url + "/v1/stream", Authorization=f"Bearer {token}")[0] == 200,
+        timeout=60,
+        interval=0.5,
+        message="the killed worker's slot to come back",
+    )
 
 
 def test_max_connection_age_closes_and_client_resumes(start_server, acme: Api):
@@ -334,22 +370,25 @@ def test_dropped_streams_release_every_resource(start_server, make_tenant):
 
     def no_slots() -> bool:
         with connection.cursor() as cursor:
-            cursor.execute("SELECT coalesce(sum(count), 0) FROM public.beacon_slot_tenant WHERE tenant_id = %s",
-                           [tenant.id])
+            cursor.execute(
+                "SELECT coalesce(sum(count), 0) FROM public.beacon_slot_tenant WHERE tenant_id = %s",
+                [tenant.id],
+            )
             return cursor.fetchone()[0] == 0
 
     wait_until(no_slots, timeout=20, message="slots released")
 
 
 def test_slow_consumer_is_cut_off_and_others_are_not_slowed(start_server, make_tenant):
-    tenant, key = make_tenant(max_payload_bytes=64 * 1024)
+    _tenant, key = make_tenant(max_payload_bytes=64 * 1024)
     srv = start_server(workers=1, STREAM_SEND_TIMEOUT_SECONDS="1", STREAM_QUEUE_SIZE="50")
     api = Api(srv.url, key)
     slow_user, fast_user = unique("slow"), unique("fast")
     slow = socket.create_connection(("127.0.0.1", srv.port))
     slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    slow.sendall(f"GET /v1/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {api.token(slow_user)}\r\n\r\n"
-                 .encode())
+    slow.sendall(
+        f"GET /v1/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {api.token(slow_user)}\r\n\r\n".encode()
+    )
     assert b"200" in slow.recv(100)
     big = "x" * 60_000
     with sse_stream(srv.url, api.token(fast_user)) as fast:

@@ -49,14 +49,22 @@ def encode(announcement: Announcement) -> str:
 def decode(payload: str) -> Announcement:
     message = json.loads(payload)
     rows = tuple(
-        Row(id=n[0], recipient=n[1], topic=n[2], broadcast=bool(n[3]), event=n[4], created_at=n[5], data_json=n[6])
+        Row(
+            id=n[0],
+            recipient=n[1],
+            topic=n[2],
+            broadcast=bool(n[3]),
+            event=n[4],
+            created_at=n[5],
+            data_json=n[6],
+        )
         for n in message.get("n", ())
     )
     id_range = tuple(message["r"]) if "r" in message else None
     return Announcement(
         schema=message["s"],
         rows=rows,
-        id_range=id_range,  # type: ignore[arg-type]
+        id_range=id_range,
         unread=message.get("u") or {},
         sent_at=float(message.get("t", 0.0)),
     )
@@ -91,7 +99,9 @@ class PostgresBroker(Broker):
                         try:
                             announcement = decode(notify.payload)
                         except (ValueError, KeyError, IndexError, TypeError):
-                            log.warning("ignoring malformed announcement", extra={"payload": notify.payload[:200]})
+                            log.warning(
+                                "ignoring malformed announcement", extra={"payload": notify.payload[:200]}
+                            )
                             continue
                         await on_announcement(announcement)
             except asyncio.CancelledError:

@@ -26,11 +26,13 @@ class SendForm(forms.Form):
     topic = forms.CharField(required=False, max_length=256, help_text="Or a topic id.")
     broadcast = forms.BooleanField(required=False, help_text="Or every subscriber of the tenant.")
     event = forms.CharField(required=False, max_length=64)
-    data = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}), initial="{}", help_text="Any JSON value.")
+    payload = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 4}), initial="{}", help_text="Any JSON value."
+    )
 
     def to_publish(self) -> PublishIn:
         cleaned = self.cleaned_data
-        body: dict[str, Any] = {"data": json.loads(cleaned["data"] or "null")}
+        body: dict[str, Any] = {"data": json.loads(cleaned["payload"] or "null")}
         for name in ("recipient", "topic", "event"):
             if cleaned[name]:
                 body[name] = cleaned[name]
@@ -39,7 +41,9 @@ class SendForm(forms.Form):
         return PublishIn.model_validate(body)
 
 
-def send_notification_view(model_admin: admin.ModelAdmin, request: HttpRequest, object_id: str) -> HttpResponse:  # type: ignore[type-arg]
+def send_notification_view(
+    model_admin: admin.ModelAdmin, request: HttpRequest, object_id: str
+) -> HttpResponse:
     tenant = get_object_or_404(Tenant, pk=object_id)
     form = SendForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
@@ -48,7 +52,7 @@ def send_notification_view(model_admin: admin.ModelAdmin, request: HttpRequest, 
             info = TenantInfo.of(tenant)
             outcome = publish.publish(info, [(item, publish.encoded_data(item, info, "data"))])
         except json.JSONDecodeError as exc:
-            form.add_error("data", f"not JSON: {exc}")
+            form.add_error("payload", f"not JSON: {exc}")
         except ValidationError as exc:
             form.add_error(None, "; ".join(str(e["msg"]) for e in exc.errors()))
         except ApiError as exc:
@@ -69,7 +73,9 @@ def send_notification_view(model_admin: admin.ModelAdmin, request: HttpRequest, 
 
 def _urls_with_send(original: Any) -> Any:
     def get_urls(self: TenantAdmin) -> list[URLPattern]:
-        view = self.admin_site.admin_view(lambda request, object_id: send_notification_view(self, request, object_id))
+        view = self.admin_site.admin_view(
+            lambda request, object_id: send_notification_view(self, request, object_id)
+        )
         return [path("<path:object_id>/send/", view, name="tenants_tenant_send"), *original(self)]
 
     return get_urls

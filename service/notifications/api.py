@@ -40,8 +40,12 @@ def _idempotency_key(request: HttpRequest) -> str | None:
     if key is None:
         return None
     if not 1 <= len(key) <= 255 or not key.isprintable():
-        raise ApiError(422, "invalid_field", "Idempotency-Key: must be 1-255 printable characters",
-                       field="Idempotency-Key")
+        raise ApiError(
+            422,
+            "invalid_field",
+            "Idempotency-Key: must be 1-255 printable characters",
+            field="Idempotency-Key",
+        )
     return key
 
 
@@ -56,7 +60,9 @@ async def _publish(request: HttpRequest, route: str, items: list[PublishIn]) -> 
     principal: KeyPrincipal = request.auth  # type: ignore[attr-defined]
     tenant = principal.tenant
     prefix = "notifications[{}]." if route == "batch" else ""
-    encoded = [(item, publish.encoded_data(item, tenant, prefix.format(i) + "data")) for i, item in enumerate(items)]
+    encoded = [
+        (item, publish.encoded_data(item, tenant, prefix.format(i) + "data")) for i, item in enumerate(items)
+    ]
     key = _idempotency_key(request)
     # "The same body" is equal JSON after parsing: hash the parsed request, not its bytes.
     body_hash = publish.request_hash(route, json.loads(request.body)) if key is not None else None
@@ -64,20 +70,35 @@ async def _publish(request: HttpRequest, route: str, items: list[PublishIn]) -> 
     return _respond(outcome)
 
 
-@router.post("/notifications", auth=api_key, response={201: PublishOut, **ERRORS}, tags=["ingestion"],
-             summary="Publish one notification (to a recipient, recipients, a topic or everyone)")
+@router.post(
+    "/notifications",
+    auth=api_key,
+    response={201: PublishOut, **ERRORS},
+    tags=["ingestion"],
+    summary="Publish one notification (to a recipient, recipients, a topic or everyone)",
+)
 async def publish_one(request: HttpRequest, payload: PublishIn) -> HttpResponse:
     return await _publish(request, "single", [payload])
 
 
-@router.post("/notifications/batch", auth=api_key, response={201: PublishOut, **ERRORS}, tags=["ingestion"],
-             summary="Publish up to 1000 notifications, all or nothing")
+@router.post(
+    "/notifications/batch",
+    auth=api_key,
+    response={201: PublishOut, **ERRORS},
+    tags=["ingestion"],
+    summary="Publish up to 1000 notifications, all or nothing",
+)
 async def publish_batch(request: HttpRequest, payload: BatchIn) -> HttpResponse:
     return await _publish(request, "batch", payload.notifications)
 
 
-@router.get("/notifications", auth=api_key, response={200: InboxOut, **ERRORS}, tags=["inbox"],
-            summary="A recipient's notifications, newest first (for tenant backends)")
+@router.get(
+    "/notifications",
+    auth=api_key,
+    response={200: InboxOut, **ERRORS},
+    tags=["inbox"],
+    summary="A recipient's notifications, newest first (for tenant backends)",
+)
 async def list_for_recipient(
     request: HttpRequest,
     recipient: str,
@@ -88,41 +109,67 @@ async def list_for_recipient(
 ) -> Any:
     principal: KeyPrincipal = request.auth  # type: ignore[attr-defined]
     cursor = inbox.validate_page_args(limit, before)
-    return await run_db(inbox.page, principal.tenant, recipient, tuple(topic or ()), unread=unread, limit=limit,
-                        before=cursor)
+    return await run_db(
+        inbox.page, principal.tenant, recipient, tuple(topic or ()), unread=unread, limit=limit, before=cursor
+    )
 
 
-@router.post("/tokens", auth=api_key, response={201: TokenOut, **ERRORS}, tags=["tokens"],
-             summary="Mint a subscriber token for one recipient")
+@router.post(
+    "/tokens",
+    auth=api_key,
+    response={201: TokenOut, **ERRORS},
+    tags=["tokens"],
+    summary="Mint a subscriber token for one recipient",
+)
 async def mint_token(request: HttpRequest, payload: TokenIn) -> Any:
     principal: KeyPrincipal = request.auth  # type: ignore[attr-defined]
     token, exp = tokens.mint(principal.tenant, payload.recipient, payload.topics, payload.ttl)
     return 201, {"token": token, "expires_at": rfc3339(datetime.fromtimestamp(exp, UTC))}
 
 
-@router.get("/inbox", auth=subscriber_token, response={200: InboxOut, **ERRORS}, tags=["inbox"],
-            summary="The subscriber's inbox, newest first, with a `before` cursor")
-async def my_inbox(request: HttpRequest, unread: bool = False, limit: int = 50, before: str | None = None) -> Any:
+@router.get(
+    "/inbox",
+    auth=subscriber_token,
+    response={200: InboxOut, **ERRORS},
+    tags=["inbox"],
+    summary="The subscriber's inbox, newest first, with a `before` cursor",
+)
+async def my_inbox(
+    request: HttpRequest, unread: bool = False, limit: int = 50, before: str | None = None
+) -> Any:
     who: Subscriber = request.auth  # type: ignore[attr-defined]
     cursor = inbox.validate_page_args(limit, before)
-    return await run_db(inbox.page, who.tenant, who.recipient, who.topics, unread=unread, limit=limit, before=cursor)
+    return await run_db(
+        inbox.page, who.tenant, who.recipient, who.topics, unread=unread, limit=limit, before=cursor
+    )
 
 
-@router.get("/inbox/unread-count", auth=subscriber_token, response={200: UnreadCountOut, **ERRORS}, tags=["inbox"])
+@router.get(
+    "/inbox/unread-count", auth=subscriber_token, response={200: UnreadCountOut, **ERRORS}, tags=["inbox"]
+)
 async def my_unread_count(request: HttpRequest) -> Any:
     who: Subscriber = request.auth  # type: ignore[attr-defined]
     return {"unread": await run_db(inbox.unread_count, who.tenant, who.recipient)}
 
 
-@router.post("/inbox/read-all", auth=subscriber_token, response={200: ReadAllOut, **ERRORS}, tags=["inbox"],
-             summary="Mark every unread notification read (one UPDATE)")
+@router.post(
+    "/inbox/read-all",
+    auth=subscriber_token,
+    response={200: ReadAllOut, **ERRORS},
+    tags=["inbox"],
+    summary="Mark every unread notification read (one UPDATE)",
+)
 async def my_read_all(request: HttpRequest) -> Any:
     who: Subscriber = request.auth  # type: ignore[attr-defined]
     return await run_db(inbox.mark_all_read, who.tenant, who.recipient)
 
 
-@router.post("/inbox/{notification_id}/read", auth=subscriber_token, response={200: NotificationOut, **ERRORS},
-             tags=["inbox"])
+@router.post(
+    "/inbox/{notification_id}/read",
+    auth=subscriber_token,
+    response={200: NotificationOut, **ERRORS},
+    tags=["inbox"],
+)
 async def my_read_one(request: HttpRequest, notification_id: str) -> Any:
     who: Subscriber = request.auth  # type: ignore[attr-defined]
     if not notification_id.isdigit() or len(notification_id) > 19:

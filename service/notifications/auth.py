@@ -50,8 +50,12 @@ async def check_host(host: str, tenant: TenantInfo) -> None:
 
 
 def invalid_api_key() -> ApiError:
-    return ApiError(401, "invalid_api_key", "unknown, revoked or expired API key",
-                    headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+    return ApiError(
+        401,
+        "invalid_api_key",
+        "unknown, revoked or expired API key",
+        headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+    )
 
 
 async def authenticate_api_key(raw: str | None, host: str) -> KeyPrincipal:
@@ -63,7 +67,11 @@ async def authenticate_api_key(raw: str | None, host: str) -> KeyPrincipal:
     found, info = directory.keys_by_public_id.get(parsed.public_id)
     if not found:
         info = await run_db(directory.api_key, parsed.public_id)
-    if info is None or not keys.secret_matches(parsed.secret, info.secret_hash) or not info.usable(timezone.now()):
+    if (
+        info is None
+        or not keys.secret_matches(parsed.secret, info.secret_hash)
+        or not info.usable(timezone.now())
+    ):
         raise invalid_api_key()
     tenant = await tenant_by_id(info.tenant_id)
     if tenant is None:
@@ -101,7 +109,7 @@ class ApiKeyAuth(HttpBearer):
 
     is_async = True
 
-    async def __call__(self, request: HttpRequest) -> Any:  # type: ignore[override]
+    async def __call__(self, request: HttpRequest) -> Any:
         header = request.headers.get("Authorization")
         raw = bearer(header)
         if header and raw is None:
@@ -117,9 +125,11 @@ class SubscriberAuth(HttpBearer):
 
     is_async = True
 
-    async def __call__(self, request: HttpRequest) -> Any:  # type: ignore[override]
-        raw = bearer(request.headers.get("Authorization")) or request.GET.get("token") or request.COOKIES.get(
-            "beacon_token"
+    async def __call__(self, request: HttpRequest) -> Any:
+        raw = (
+            bearer(request.headers.get("Authorization"))
+            or request.GET.get("token")
+            or request.COOKIES.get("beacon_token")
         )
         return await authenticate_token(raw, request.get_host())
 

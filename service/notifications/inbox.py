@@ -57,7 +57,9 @@ def page(
     with schema_context(tenant.schema):
         rows: QuerySet[Notification]
         if unread:
-            rows = Notification.objects.filter(recipient=recipient, read_at__isnull=True, expires_at__gt=timezone.now())
+            rows = Notification.objects.filter(
+                recipient=recipient, read_at__isnull=True, expires_at__gt=timezone.now()
+            )
         else:
             rows = Notification.objects.filter(_visible(recipient, topics))
         if before is not None:
@@ -78,7 +80,9 @@ def unread_count(tenant: TenantInfo, recipient: str) -> int:
 
 def _count_unread(recipient: str) -> int:
     """Unread rows of ``recipient`` in the current schema (callers set it explicitly)."""
-    return Notification.objects.filter(recipient=recipient, read_at__isnull=True, expires_at__gt=timezone.now()).count()
+    return Notification.objects.filter(
+        recipient=recipient, read_at__isnull=True, expires_at__gt=timezone.now()
+    ).count()
 
 
 def mark_read(tenant: TenantInfo, recipient: str, notification_id: int) -> dict[str, Any]:
@@ -111,7 +115,9 @@ def _announce_unread(tenant: TenantInfo, recipient: str, count: int | None = Non
     if count is None:
         count = _count_unread(recipient)
     with connection.cursor() as cursor:
-        default_broker().announce(cursor, Announcement(tenant.schema, unread={recipient: count}, sent_at=time.time()))
+        default_broker().announce(
+            cursor, Announcement(tenant.schema, unread={recipient: count}, sent_at=time.time())
+        )
 
 
 def validate_page_args(limit: int, before: str | None) -> int | None:

@@ -11,9 +11,9 @@ import hashlib
 import json
 import math
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
-from collections.abc import Iterable
 from typing import Any
 
 from django.conf import settings
@@ -79,10 +79,15 @@ def expand(items: list[tuple[PublishIn, str]]) -> list[_Pending]:
         if item.recipients is not None:
             rows.extend(_Pending(r, None, False, item.event, data_json, ttl) for r in item.recipients)
         else:
-            rows.append(_Pending(item.recipient, item.topic, bool(item.broadcast), item.event, data_json, ttl))
+            rows.append(
+                _Pending(item.recipient, item.topic, bool(item.broadcast), item.event, data_json, ttl)
+            )
     if len(rows) > MAX_ROWS_PER_REQUEST:
         raise ApiError(
-            413, "payload_too_large", f"a request may store at most {MAX_ROWS_PER_REQUEST} rows", field="notifications"
+            413,
+            "payload_too_large",
+            f"a request may store at most {MAX_ROWS_PER_REQUEST} rows",
+            field="notifications",
         )
     return rows
 
@@ -106,8 +111,13 @@ def publish(
         _take_order_lock_and_rate(cursor, tenant)
         stored = _insert(cursor, pending, now)
         body = _response_body(
-            {"id": str(r.id), "recipient": r.recipient, "topic": r.topic, "broadcast": r.broadcast,
-             "created_at": r.created_at}
+            {
+                "id": str(r.id),
+                "recipient": r.recipient,
+                "topic": r.topic,
+                "broadcast": r.broadcast,
+                "created_at": r.created_at,
+            }
             for r in stored
         )
         if idempotency_key is not None:
@@ -136,7 +146,9 @@ def _claim_idempotency_key(cursor: Any, key: str, body_hash: str, now: Any) -> O
         )
     except OperationalError as exc:
         raise ApiError(
-            409, "idempotency_in_progress", "a request with this Idempotency-Key is still being processed",
+            409,
+            "idempotency_in_progress",
+            "a request with this Idempotency-Key is still being processed",
             headers={"Retry-After": "1"},
         ) from exc
     if cursor.fetchone() is not None:
@@ -212,7 +224,14 @@ def _insert(cursor: Any, pending: list[_Pending], now: Any) -> list[Row]:
     # Sequence values are taken in the order unnest yields rows, so sorted ids line up with ``pending``.
     ids = sorted(row[0] for row in cursor.fetchall())
     return [
-        Row(id=i, recipient=p.recipient, topic=p.topic, broadcast=p.broadcast, event=p.event, created_at=created,
-            data_json=p.data_json)
+        Row(
+            id=i,
+            recipient=p.recipient,
+            topic=p.topic,
+            broadcast=p.broadcast,
+            event=p.event,
+            created_at=created,
+            data_json=p.data_json,
+        )
         for i, p in zip(ids, pending, strict=True)
     ]

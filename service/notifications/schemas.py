@@ -128,7 +128,9 @@ class NotificationOut(Schema):
 
 class InboxOut(Schema):
     notifications: list[NotificationOut]
-    next: str | None = Field(description="Pass as `before` to get the next (older) page; null on the last page.")
+    next: str | None = Field(
+        description="Pass as `before` to get the next (older) page; null on the last page."
+    )
 
 
 class UnreadCountOut(Schema):

@@ -36,15 +36,22 @@ class Subscriber:
 def mint(tenant: TenantInfo, recipient: str, topics: list[str], ttl: int) -> tuple[str, int]:
     now = int(time.time())
     exp = now + ttl
-    claims: dict[str, Any] = {"sub": recipient, "tid": tenant.slug, "iat": now, "exp": exp,
-                              "jti": secrets.token_urlsafe(12)}
+    claims: dict[str, Any] = {
+        "sub": recipient,
+        "tid": tenant.slug,
+        "iat": now,
+        "exp": exp,
+        "jti": secrets.token_urlsafe(12),
+    }
     if topics:
         claims["topics"] = topics
     return jwt.encode(claims, tenant.signing_secret, algorithm="HS256"), exp
 
 
 def invalid_token(message: str) -> ApiError:
-    return ApiError(401, "invalid_token", message, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+    return ApiError(
+        401, "invalid_token", message, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}
+    )
 
 
 def unverified_tenant_slug(token: str) -> str:
@@ -86,4 +93,6 @@ def verify(token: str, tenant: TenantInfo | None) -> Subscriber:
         or not all(isinstance(t, str) and valid_target_id(t) for t in topics)
     ):
         raise invalid_token("token topics are invalid")
-    return Subscriber(tenant=tenant, recipient=recipient, topics=tuple(dict.fromkeys(topics)), exp=int(claims["exp"]))
+    return Subscriber(
+        tenant=tenant, recipient=recipient, topics=tuple(dict.fromkeys(topics)), exp=int(claims["exp"])
+    )

@@ -15,11 +15,23 @@ from service.streaming.runtime import Runtime
 
 log = logging.getLogger(__name__)
 _ID_SEGMENT = re.compile(r"/\d+(?=/|$)")
-_KNOWN_ROUTES = frozenset({
-    "/v1/stream", "/v1/notifications", "/v1/notifications/batch", "/v1/tokens", "/v1/inbox",
-    "/v1/inbox/unread-count", "/v1/inbox/read-all", "/v1/inbox/{id}/read", "/v1/openapi.json",
-    "/healthz", "/readyz", "/", "/demo/publish",
-})
+_KNOWN_ROUTES = frozenset(
+    {
+        "/v1/stream",
+        "/v1/notifications",
+        "/v1/notifications/batch",
+        "/v1/tokens",
+        "/v1/inbox",
+        "/v1/inbox/unread-count",
+        "/v1/inbox/read-all",
+        "/v1/inbox/{id}/read",
+        "/v1/openapi.json",
+        "/healthz",
+        "/readyz",
+        "/",
+        "/demo/publish",
+    }
+)
 
 
 def route_label(path: str) -> str:
@@ -31,8 +43,13 @@ def route_label(path: str) -> str:
 
 
 async def _json(send: Send, status: int, body: dict[str, Any]) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"cache-control", b"no-store")],
+        }
+    )
     await send({"type": "http.response.body", "body": json.dumps(body).encode()})
 
 
@@ -80,10 +97,13 @@ class BeaconApp:
     async def _ready(self, send: Send) -> None:
         runtime = await self._runtime()
         checks: dict[str, object] = {
-            "database": "ok", "listener": "ok" if runtime.listener_connected else "down",
+            "database": "ok",
+            "listener": "ok" if runtime.listener_connected else "down",
             "draining": "yes" if runtime.draining else "no",
             # this worker's counts, for operators and for tests that check nothing leaks
-            "streams": runtime.open_streams, "subscriptions": len(runtime.hub), "hub_keys": runtime.hub.key_count(),
+            "streams": runtime.open_streams,
+            "subscriptions": len(runtime.hub),
+            "hub_keys": runtime.hub.key_count(),
         }
         try:
             assert runtime.store is not None
@@ -91,12 +111,28 @@ class BeaconApp:
                 await runtime.store.ping()
         except Exception:
             checks["database"] = "down"
-        failing = [name for name, ok in (("database", checks["database"] == "ok"),
-                                         ("listener", checks["listener"] == "ok"),
-                                         ("draining", not runtime.draining)) if not ok]
+        failing = [
+            name
+            for name, ok in (
+                ("database", checks["database"] == "ok"),
+                ("listener", checks["listener"] == "ok"),
+                ("draining", not runtime.draining),
+            )
+            if not ok
+        ]
         if failing:
-            await _json(send, 503, {"error": {"code": "not_ready", "message": f"failing: {', '.join(failing)}",
-                                              "field": failing[0]}, "checks": checks})
+            await _json(
+                send,
+                503,
+                {
+                    "error": {
+                        "code": "not_ready",
+                        "message": f"failing: {', '.join(failing)}",
+                        "field": failing[0],
+                    },
+                    "checks": checks,
+                },
+            )
         else:
             await _json(send, 200, {"status": "ready", "checks": checks})
 

@@ -80,12 +80,14 @@ def cors_headers(request: Request, subscriber: Subscriber | None) -> list[tuple[
 
 def origin_allowed(request: Request, subscriber: Subscriber) -> bool:
     origin = request.headers.get("origin")
-    if not origin or origin == "null" and not subscriber.tenant.allowed_origins:
+    if not origin or (origin == "null" and not subscriber.tenant.allowed_origins):
         return True
     return origin in subscriber.tenant.allowed_origins or origin == f"{request.scheme}://{request.host}"
 
 
-async def refuse(send: Send, error: ApiError, reason: str, extra: list[tuple[bytes, bytes]] | None = None) -> None:
+async def refuse(
+    send: Send, error: ApiError, reason: str, extra: list[tuple[bytes, bytes]] | None = None
+) -> None:
     metrics.CONNECTIONS_REJECTED.labels(reason).inc()
     headers = [(b"content-type", b"application/json"), (b"cache-control", b"no-store"), *(extra or [])]
     headers += [(k.lower().encode(), v.encode()) for k, v in error.headers.items()]
@@ -113,20 +115,31 @@ def _release_later(runtime: Runtime, tenant_id: int, recipient: str) -> None:
 async def stream(scope: Scope, receive: Receive, send: Send, runtime: Runtime) -> None:
     request = Request(scope)
     if runtime.draining:
-        await refuse(send, ApiError(503, "draining", "this worker is shutting down; reconnect",
-                                    headers={"Retry-After": "1"}), "draining")
+        await refuse(
+            send,
+            ApiError(
+                503, "draining", "this worker is shutting down; reconnect", headers={"Retry-After": "1"}
+            ),
+            "draining",
+        )
         return
     if runtime.open_streams >= settings.WORKER_MAX_CONNECTIONS or runtime.store is None:
-        await refuse(send, ApiError(503, "over_capacity", "this worker is full; reconnect",
-                                    headers={"Retry-After": "2"}), "over_capacity")
+        await refuse(
+            send,
+            ApiError(503, "over_capacity", "this worker is full; reconnect", headers={"Retry-After": "2"}),
+            "over_capacity",
+        )
         return
     runtime.open_streams += 1  # reserve capacity before the first await
     slot: tuple[int, str] | None = None
     try:
         subscriber: Subscriber | None = None
         try:
-            raw = bearer(request.headers.get("authorization")) or request.query.get("token") or request.cookie(
-                "beacon_token")
+            raw = (
+                bearer(request.headers.get("authorization"))
+                or request.query.get("token")
+                or request.cookie("beacon_token")
+            )
             if not raw:
                 raise unauthenticated("a subscriber token is required (Authorization, token query or cookie)")
             subscriber = await authenticate_token(raw, request.host)
@@ -135,21 +148,32 @@ async def stream(scope: Scope, receive: Receive, send: Send, runtime: Runtime) -
             last_id = parse_last_event_id(request)
             tenant = subscriber.tenant
             outcome = await runtime.store.acquire_slot(
-                tenant.id, subscriber.recipient, runtime.worker_id, tenant.max_connections,
+                tenant.id,
+                subscriber.recipient,
+                runtime.worker_id,
+                tenant.max_connections,
                 tenant.max_connections_per_recipient,
             )
             if outcome != "ok":
                 scope_name = "tenant" if outcome == "tenant" else "recipient"
-                raise ApiError(429, "too_many_connections", f"too many open streams for this {scope_name}",
-                               headers={"Retry-After": "5"})
+                raise ApiError(
+                    429,
+                    "too_many_connections",
+                    f"too many open streams for this {scope_name}",
+                    headers={"Retry-After": "5"},
+                )
             slot = (tenant.id, subscriber.recipient)
         except ApiError as error:
             await refuse(send, error, error.code, cors_headers(request, subscriber))
             return
         except Exception:
             log.exception("stream setup failed")
-            await refuse(send, ApiError(503, "unavailable", "try again shortly", headers={"Retry-After": "2"}),
-                         "unavailable", cors_headers(request, subscriber))
+            await refuse(
+                send,
+                ApiError(503, "unavailable", "try again shortly", headers={"Retry-After": "2"}),
+                "unavailable",
+                cors_headers(request, subscriber),
+            )
             return
         await _serve(scope, receive, send, runtime, request, subscriber, last_id)
     finally:
@@ -159,28 +183,39 @@ async def stream(scope: Scope, receive: Receive, send: Send, runtime: Runtime) -
 
 
 async def _serve(
-    scope: Scope, receive: Receive, send: Send, runtime: Runtime, request: Request, subscriber: Subscriber,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    runtime: Runtime,
+    request: Request,
+    subscriber: Subscriber,
     last_id: int | None,
 ) -> None:
     tenant = subscriber.tenant
     label = metrics.tenant_label(tenant.slug)
-    sub = Subscription(tenant.schema, subscriber.recipient, keys_for(tenant.schema, subscriber.recipient,
-                       subscriber.topics), settings.STREAM_QUEUE_SIZE)
+    sub = Subscription(
+        tenant.schema,
+        subscriber.recipient,
+        keys_for(tenant.schema, subscriber.recipient, subscriber.topics),
+        settings.STREAM_QUEUE_SIZE,
+    )
     runtime.hub.add(sub)  # subscribe first, then replay: nothing can fall between the two
     metrics.CONNECTIONS.labels(label).inc()
     metrics.CONNECTIONS_OPENED.labels(label).inc()
     watcher = asyncio.ensure_future(_watch_disconnect(receive, sub))
     try:
-        await send({
-            "type": "http.response.start",
-            "status": 200,
-            "headers": [
-                (b"content-type", b"text/event-stream; charset=utf-8"),
-                (b"cache-control", b"no-cache, no-store"),
-                (b"x-accel-buffering", b"no"),
-                *cors_headers(request, subscriber),
-            ],
-        })
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"text/event-stream; charset=utf-8"),
+                    (b"cache-control", b"no-cache, no-store"),
+                    (b"x-accel-buffering", b"no"),
+                    *cors_headers(request, subscriber),
+                ],
+            }
+        )
         await _write(send, sse.retry(random.randint(1000, 5000)))
         await _replay(send, runtime, sub, subscriber, last_id, label)
         await _live(send, sub, subscriber, label)
@@ -223,8 +258,9 @@ async def _replay(
         sub.position = newest
         return
     limit = settings.REPLAY_LIMIT
-    newest, oldest, rows = await runtime.store.replay(schema, last_id, subscriber.recipient, subscriber.topics,
-                                                      limit + 1)
+    newest, oldest, rows = await runtime.store.replay(
+        schema, last_id, subscriber.recipient, subscriber.topics, limit + 1
+    )
     reason = None
     if last_id > newest:
         reason = "unknown_id"

@@ -39,7 +39,9 @@ class Subscription:
         self.schema = schema
         self.recipient = recipient
         self.keys = keys
-        self.position = 0  # the newest id this stream has sent (or chose to skip); live items <= it are dropped
+        self.position = (
+            0  # the newest id this stream has sent (or chose to skip); live items <= it are dropped
+        )
         self.closed: str | None = None  # why the stream must end, once it must
         self._items: deque[Item] = deque()
         self._limit = limit
@@ -69,13 +71,13 @@ class Subscription:
     def pop(self) -> Item | None:
         return self._items.popleft() if self._items else None
 
-    async def wait(self, timeout: float) -> None:
-        """Return when an item is queued, the stream is closed, or ``timeout`` seconds pass."""
-        if self._items or self.closed is not None or timeout <= 0:
+    async def wait(self, seconds: float) -> None:
+        """Return when an item is queued, the stream is closed, or ``seconds`` pass."""
+        if self._items or self.closed is not None or seconds <= 0:
             return
         self._waiter = asyncio.get_running_loop().create_future()
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(seconds):
                 await self._waiter
         except TimeoutError:
             pass

@@ -8,6 +8,7 @@ newer id before an older one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
@@ -34,7 +35,9 @@ CATCH_UP_PAGE = 5000
 
 
 def frame_for(row: Row) -> bytes:
-    return sse.notification(row.id, row.event, row.data_json or "null", row.recipient, row.topic, row.created_at)
+    return sse.notification(
+        row.id, row.event, row.data_json or "null", row.recipient, row.topic, row.created_at
+    )
 
 
 class Runtime:
@@ -60,8 +63,12 @@ class Runtime:
     # --- lifecycle ------------------------------------------------------------------------------------
     async def start(self) -> None:
         self.pool = AsyncConnectionPool(
-            settings.DATABASE_URL, min_size=1, max_size=settings.STREAM_DB_POOL_SIZE, open=False,
-            kwargs={"autocommit": True, "application_name": "beacon-stream"}, name="beacon-stream",
+            settings.DATABASE_URL,
+            min_size=1,
+            max_size=settings.STREAM_DB_POOL_SIZE,
+            open=False,
+            kwargs={"autocommit": True, "application_name": "beacon-stream"},
+            name="beacon-stream",
         )
         await self.pool.open(wait=False)
         self.store = Store(self.pool)
@@ -78,10 +85,8 @@ class Runtime:
                 task.cancel()
         for task in (self._listener_task, self._unread_task):
             if task is not None:
-                try:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-                except (asyncio.CancelledError, Exception):
-                    pass
         if self.pool is not None:
             await self.pool.close()
         metrics.LISTENER_CONNECTED.set(0)
@@ -110,7 +115,9 @@ class Runtime:
         if self.draining:
             self._forward_sigterm(signum, frame)
             return
-        loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self.drain(lambda: self._forward_sigterm(signum, frame))))
+        loop.call_soon_threadsafe(
+            lambda: asyncio.ensure_future(self.drain(lambda: self._forward_sigterm(signum, frame)))
+        )
 
     def _forward_sigterm(self, signum: int, frame: Any) -> None:
         previous = self._previous_sigterm
@@ -133,7 +140,7 @@ class Runtime:
                 await asyncio.sleep(delay)
             sub.close("drain")
         deadline = time.monotonic() + max(window * 0.1, 1.0)
-        while self.open_streams and time.monotonic() < deadline:
+        while self.open_streams and time.monotonic() < deadline:  # noqa: ASYNC110 - bounded, 20 polls/s
             await asyncio.sleep(0.05)
         self.drained.set()
         if then is not None:

@@ -55,4 +55,6 @@ def notification_json(
 def notification(
     id: int, event_name: str | None, data_json: str, recipient: str | None, topic: str | None, created_at: str
 ) -> bytes:
-    return event(notification_json(id, event_name, data_json, recipient, topic, created_at), id=id, name=event_name)
+    return event(
+        notification_json(id, event_name, data_json, recipient, topic, created_at), id=id, name=event_name
+    )

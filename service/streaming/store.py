@@ -64,9 +64,9 @@ class Store:
 
     async def after(self, schema: str, after: int, limit: int) -> list[Row]:
         """Every row of the tenant above ``after`` (catch-up after the listener reconnects)."""
-        query = sql.SQL("SELECT {cols} FROM {t} WHERE id > %s AND expires_at > now() ORDER BY id LIMIT %s").format(
-            cols=_COLUMNS, t=_table(schema)
-        )
+        query = sql.SQL(
+            "SELECT {cols} FROM {t} WHERE id > %s AND expires_at > now() ORDER BY id LIMIT %s"
+        ).format(cols=_COLUMNS, t=_table(schema))
         async with self.pool.connection() as conn:
             cur = await conn.execute(query, [after, limit])
             return [_row(r) for r in await cur.fetchall()]

@@ -29,14 +29,20 @@ class Command(BaseCommand):
         tenant = Tenant.objects.filter(slug="demo").first()
         if tenant is None:
             tenant = Tenant.objects.create(slug="demo", name="Demo", allowed_origins=DEMO_ORIGINS)
-            Domain.objects.get_or_create(domain="demo.localhost", defaults={"tenant": tenant, "is_primary": True})
+            Domain.objects.get_or_create(
+                domain="demo.localhost", defaults={"tenant": tenant, "is_primary": True}
+            )
             self.stdout.write("created tenant demo")
         path = Path(key_file)
         existing = path.read_text().strip() if path.exists() else ""
         parsed = keys.parse(existing)
         if parsed is not None:
             key = ApiKey.objects.filter(public_id=parsed.public_id, tenant=tenant).first()
-            if key is not None and key.is_usable(timezone.now()) and keys.secret_matches(parsed.secret, key.secret_hash):
+            if (
+                key is not None
+                and key.is_usable(timezone.now())
+                and keys.secret_matches(parsed.secret, key.secret_hash)
+            ):
                 self.stdout.write(existing)
                 return
         _, full = ApiKey.issue(tenant, name="demo")

@@ -15,4 +15,6 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         for tenant in Tenant.objects.prefetch_related("domains").order_by("slug"):
             domains = ",".join(d.domain for d in tenant.domains.all())
-            self.stdout.write(f"{tenant.slug}\t{tenant.schema_name}\t{'active' if tenant.is_active else 'inactive'}\t{domains}")
+            self.stdout.write(
+                f"{tenant.slug}\t{tenant.schema_name}\t{'active' if tenant.is_active else 'inactive'}\t{domains}"
+            )
