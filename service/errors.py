@@ -60,3 +60,13 @@ def not_found(message: str = "not found") -> ApiError:
 
 def invalid_field(field: str, message: str, status: int = 422) -> ApiError:
     return ApiError(status, "invalid_field", f"{field}: {message}", field=field)
+
+
+def json_404(request: object, exception: Exception | None = None) -> HttpResponse:
+    """Django's ``handler404``: unknown routes answer in the error shape too."""
+    return not_found("no such route").to_response()
+
+
+def json_500(request: object) -> HttpResponse:
+    """Django's ``handler500``."""
+    return ApiError(500, "internal_error", "internal error").to_response()

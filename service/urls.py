@@ -15,3 +15,6 @@ if settings.DEMO:
     from service import demo
 
     urlpatterns += [path("", demo.page, name="demo"), path("demo/publish", demo.publish, name="demo-publish")]
+
+handler404 = "service.errors.json_404"
+handler500 = "service.errors.json_500"

@@ -72,5 +72,7 @@ def test_openapi_document_is_valid_openapi_3(server):
 
 
 def test_unknown_route_is_404_in_the_error_shape(server):
-    response = httpx.get(server.url + "/v1/nothing-here")
-    assert response.status_code == 404
+    for path in ("/v1/nothing-here", "/nothing-here"):
+        response = httpx.get(server.url + path)
+        assert response.status_code == 404
+        assert response.json()["error"]["code"] == "not_found"

@@ -77,7 +77,7 @@ class BeaconApp:
         path = scope["path"]
         with request_context(scope):  # request id and tenant for logs (access log included) and Sentry
             try:
-                if path == "/v1/stream" and scope["method"] in {"GET", "HEAD"}:
+                if path == "/v1/stream" and scope["method"] == "GET":
                     await stream(scope, receive, counting_send, await self._runtime())
                 elif path == "/healthz":
                     await _json(counting_send, 200, {"status": "ok"})
