@@ -31,7 +31,9 @@ def unique(prefix: str = "user") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 
 
-def wait_until(predicate: Any, timeout: float = 10.0, interval: float = 0.02, message: str = "condition") -> Any:
+def wait_until(
+    predicate: Any, timeout: float = 10.0, interval: float = 0.02, message: str = "condition"
+) -> Any:
     """Poll ``predicate`` until it returns a truthy value; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -74,7 +76,11 @@ class Server:
         log = self.log_path.open("wb")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "deploy" / "gunicorn.conf.py")],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         wait_until(self._ready, timeout=60, message=f"gunicorn on {self.port} to be ready ({self.log_path})")
         return self
@@ -132,7 +138,9 @@ class Api:
 
     def token(self, recipient: str, topics: list[str] | None = None, ttl: int = 3600) -> str:
         response = self.client.post(
-            "/v1/tokens", json={"recipient": recipient, "topics": topics or [], "ttl": ttl}, headers=self.headers()
+            "/v1/tokens",
+            json={"recipient": recipient, "topics": topics or [], "ttl": ttl},
+            headers=self.headers(),
         )
         assert response.status_code == 201, response.text
         return str(response.json()["token"])
@@ -140,20 +148,28 @@ class Api:
 
 @contextlib.contextmanager
 def sse_stream(
-    base_url: str, token: str, *, last_event_id: str | None = None, timeout: float = 15, headers: dict[str, str] | None = None
+    base_url: str,
+    token: str,
+    *,
+    last_event_id: str | None = None,
+    timeout: float = 15,
+    headers: dict[str, str] | None = None,
 ) -> Iterator[Iterator[ServerSentEvent]]:
     """Open ``/v1/stream`` and yield an iterator of parsed events (comments are not events)."""
     request_headers = {"Authorization": f"Bearer {token}", **(headers or {})}
     if last_event_id is not None:
         request_headers["Last-Event-ID"] = last_event_id
-    with httpx.Client(base_url=base_url, timeout=httpx.Timeout(timeout)) as client, connect_sse(
-        client, "GET", "/v1/stream", headers=request_headers
-    ) as source:
+    with (
+        httpx.Client(base_url=base_url, timeout=httpx.Timeout(timeout)) as client,
+        connect_sse(client, "GET", "/v1/stream", headers=request_headers) as source,
+    ):
         assert source.response.status_code == 200, source.response.read()
         yield source.iter_sse()
 
 
-def take(events: Iterator[ServerSentEvent], count: int, *, skip_control: bool = True) -> list[ServerSentEvent]:
+def take(
+    events: Iterator[ServerSentEvent], count: int, *, skip_control: bool = True
+) -> list[ServerSentEvent]:
     """The next ``count`` notification events (control events skipped unless asked for)."""
     found: list[ServerSentEvent] = []
     for event in events:

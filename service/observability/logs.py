@@ -65,7 +65,7 @@ class RedactFilter(logging.Filter):
             return True
         try:
             rendered = record.getMessage()
-        except (TypeError, ValueError, KeyError):  # mismatched arguments: logging reports it; keep the text safe
+        except (TypeError, ValueError, KeyError):  # bad arguments: logging reports it; keep the text safe
             record.msg = redact(record.msg)
             return True
         redacted = redact(rendered)
@@ -122,7 +122,7 @@ class TextFormatter(logging.Formatter):
 
 
 def logging_config(level: str = "INFO", fmt: str = "json", *, access_log: bool = True) -> dict[str, Any]:
-    """The ``LOGGING`` dict: one stderr handler for the root and the server's loggers, in ``fmt``."""
+    """The ``LOGGING`` dict: one stdout handler for the root and the server's loggers, in ``fmt``."""
     fmt = fmt.strip().lower()
     if fmt not in FORMATS:
         raise ConfigError(f"LOG_FORMAT: expected one of {', '.join(FORMATS)}, got {fmt!r}")
@@ -148,7 +148,7 @@ def logging_config(level: str = "INFO", fmt: str = "json", *, access_log: bool =
         "handlers": {
             "console": {
                 "class": "logging.StreamHandler",
-                "stream": "ext://sys.stderr",
+                "stream": "ext://sys.stdout",
                 "formatter": fmt,
                 "filters": ["context", "redact"],
             }

@@ -18,7 +18,9 @@ BEARER = re.compile(r"(?i)\b(bearer)(\s+|%20|\+)[^\s\"',;&\\]+")
 SECRET_PARAM = re.compile(
     r"(?i)(?<![A-Za-z0-9_.-])((?:access_|beacon_|refresh_)?token|api_key|apikey)=[^&\s\"'#;\\]*"
 )
-SECRET_PARAM_NAMES = frozenset({"token", "access_token", "beacon_token", "refresh_token", "api_key", "apikey"})
+SECRET_PARAM_NAMES = frozenset(
+    {"token", "access_token", "beacon_token", "refresh_token", "api_key", "apikey"}
+)
 
 
 def redact(text: str) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import sentry_sdk
 from sentry_sdk.integrations.django import DjangoIntegration
@@ -23,6 +23,9 @@ from sentry_sdk.utils import AnnotatedValue
 
 from service.http import request_id_var, tenant_var
 from service.observability.redact import FILTERED, SECRET_PARAM_NAMES, redact
+
+if TYPE_CHECKING:
+    from sentry_sdk._types import Event
 
 # Compared after lower-casing and turning ``-`` into ``_``.
 SENSITIVE_KEYS = frozenset({
@@ -54,9 +57,12 @@ def scrub(value: Any, depth: int = 0) -> Any:
     return value
 
 
-def before_send(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any]:
-    """Scrub the event and tag it with the request's tenant and request id (from the request context)."""
-    cleaned: dict[str, Any] = scrub(event)
+def before_send(event: Event, hint: dict[str, Any]) -> Event:
+    """Scrub the event and tag it with the request's tenant and request id (from the request context).
+
+    ``_meta`` is Sentry's own bookkeeping of what was removed (keyed like the event): left as it is.
+    """
+    cleaned: dict[str, Any] = {key: value if key == "_meta" else scrub(value) for key, value in event.items()}
     tags = cleaned.get("tags")
     if not isinstance(tags, dict):
         tags = cleaned["tags"] = {}
@@ -66,17 +72,16 @@ def before_send(event: dict[str, Any], hint: dict[str, Any]) -> dict[str, Any]:
     request_id = request_id_var.get()
     if request_id != "-":
         tags.setdefault("request_id", request_id)
-    return cleaned
+    return cast("Event", cleaned)
 
 
 def before_breadcrumb(crumb: dict[str, Any], hint: dict[str, Any] | None) -> dict[str, Any]:
+    """Scrub a breadcrumb (log messages, HTTP URLs, data) before it joins the scope."""
     cleaned: dict[str, Any] = scrub(crumb)
     return cleaned
 
 
-def init_sentry(
-    dsn: str, *, environment: str, release: str, transport: Transport | None = None
-) -> None:
+def init_sentry(dsn: str, *, environment: str, release: str, transport: Transport | None = None) -> None:
     """Start the Sentry SDK (Django and logging integrations, no PII, scrubbing hooks)."""
     # Every stream connection and health probe would be a breadcrumb: not worth their weight.
     ignore_logger("uvicorn.access")

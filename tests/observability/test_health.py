@@ -1,0 +1,89 @@
+"""``/healthz`` and ``/readyz`` on a real server; readiness fails, naming the listener, while it is down."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from tests.observability.helpers import OwnDatabase, scrape, total, wait_for
+from tests.support import Server
+
+CONSECUTIVE = 6  # answers in a row, so that every worker (each request lands on either) has answered
+
+
+def _in_a_row(url: str, check: Callable[[httpx.Response], bool]) -> Callable[[], dict[str, Any] | None]:
+    def probe() -> dict[str, Any] | None:
+        body: dict[str, Any] = {}
+        for _ in range(CONSECUTIVE):
+            response = httpx.get(url, timeout=5)
+            if not check(response):
+                return None
+            body = response.json()
+        return body
+
+    return probe
+
+
+def _per_worker(srv: Server, name: str) -> list[float]:
+    """The values of a per-worker (``liveall``) gauge, one per live worker."""
+    return sorted(value for _, value in scrape(srv.metrics_port).get(name, ()))
+
+
+def test_healthz_and_readyz_are_ok_on_a_healthy_server(server: Server) -> None:
+    assert httpx.get(f"{server.url}/healthz", timeout=5).json() == {"status": "ok"}
+    ready = httpx.get(f"{server.url}/readyz", timeout=5)
+    assert ready.status_code == 200
+    body = ready.json()
+    assert body["status"] == "ready"
+    assert (body["checks"]["database"], body["checks"]["listener"], body["checks"]["draining"]) == (
+        "ok",
+        "ok",
+        "no",
+    )
+
+
+def test_readyz_names_the_listener_while_it_is_down_and_recovers(
+    own_database: OwnDatabase, start_server: Callable[..., Server]
+) -> None:
+    srv = start_server(workers=2, DATABASE_URL=own_database.url)
+    readyz = f"{srv.url}/readyz"
+    wait_for(lambda: _per_worker(srv, "beacon_ready") == [1.0, 1.0], message="both workers ready")
+
+    # Keep the listeners from reconnecting (connections already open, like the stream pool's, stay).
+    own_database.refuse_connections()
+    try:
+        assert own_database.terminate("query = 'LISTEN beacon'") == 2  # one listener per worker
+
+        def listener_down(response: httpx.Response) -> bool:
+            return response.status_code == 503 and response.json()["checks"]["listener"] == "down"
+
+        body = wait_for(_in_a_row(readyz, listener_down), message="readyz to report the listener down")
+        assert body["error"]["code"] == "not_ready"
+        assert body["error"]["message"] == "failing: listener"
+        assert body["error"]["field"] == "listener"
+        assert (body["checks"]["database"], body["checks"]["draining"]) == ("ok", "no")
+        assert httpx.get(f"{srv.url}/healthz", timeout=5).status_code == 200  # alive, only not ready
+        wait_for(
+            lambda: (
+                _per_worker(srv, "beacon_listener_connected") == [0.0, 0.0]
+                and _per_worker(srv, "beacon_ready") == [0.0, 0.0]
+            ),
+            message="both workers to report their listener down in the metrics",
+        )
+    finally:
+        own_database.allow_connections()
+
+    # The listeners reconnect with backoff (at most 5 s, jittered); then every worker is ready again.
+    wait_for(
+        lambda: (
+            _per_worker(srv, "beacon_listener_connected") == [1.0, 1.0]
+            and _per_worker(srv, "beacon_ready") == [1.0, 1.0]
+        ),
+        timeout=30,
+        message="both listeners to reconnect",
+    )
+    body = wait_for(_in_a_row(readyz, lambda r: r.status_code == 200), message="readyz to answer 200 again")
+    assert body["checks"]["listener"] == "ok"
+    assert total(scrape(srv.metrics_port), "beacon_listener_reconnects_total") >= 2
