@@ -124,7 +124,8 @@ async def list_for_recipient(
 async def mint_token(request: HttpRequest, payload: TokenIn) -> Any:
     principal: KeyPrincipal = request.auth  # type: ignore[attr-defined]
     token, exp = tokens.mint(principal.tenant, payload.recipient, payload.topics, payload.ttl)
-    return 201, {"token": token, "expires_at": rfc3339(datetime.fromtimestamp(exp, UTC))}
+    body = {"token": token, "expires_at": rfc3339(datetime.fromtimestamp(exp, UTC))}
+    return HttpResponse(json.dumps(body), status=201, content_type="application/json")
 
 
 @router.get(
