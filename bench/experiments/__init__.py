@@ -1,0 +1,1 @@
+"""Alternative server configurations for experiments (``python -m bench --beacon-config FILE``)."""
