@@ -404,3 +404,50 @@ def test_slow_consumer_is_cut_off_and_others_are_not_slowed(start_server, make_t
 
     wait_until(slow_stream_closed, timeout=20, message="the slow consumer to be disconnected")
     slow.close()
+
+
+def test_first_connect_gets_everything_committed_after_its_headers(start_server, make_tenant):
+    """A notification published right after the 200 arrives (the start position is fixed before it).
+
+    Twenty clients at once each connect and publish to themselves the moment the headers arrive, against a
+    worker with a one-connection stream pool, so commits race the stream set-up; before the fix a good share
+    of these notifications were dropped.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    tenant, key = make_tenant()
+    srv = start_server(workers=1, STREAM_DB_POOL_SIZE="1")
+    acme = Api(srv.url, key)
+    exp = int(time.time()) + 600
+    port = srv.port
+
+    def connect_and_publish(i: int) -> tuple[socket.socket, str]:
+        user = unique(f"first-{i}")
+        token = jwt.encode({"sub": user, "tid": tenant.slug, "exp": exp}, tenant.signing_secret, "HS256")
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.sendall(f"GET /v1/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n".encode())
+        sock.settimeout(5)
+        assert sock.recv(15).startswith(b"HTTP/1.1 200")
+        with httpx.Client(base_url=acme.base_url, timeout=30) as client:
+            response = client.post(
+                "/v1/notifications", json={"recipient": user, "data": i}, headers=acme.headers()
+            )
+        return sock, response.json()["notifications"][0]["id"]
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        streams = list(pool.map(connect_and_publish, range(200)))
+    lost = []
+    for sock, wanted in streams:
+        received = b""
+        try:
+            while f"id: {wanted}\n".encode() not in received:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                received += chunk
+        except TimeoutError:
+            pass
+        if f"id: {wanted}\n".encode() not in received:
+            lost.append(wanted)
+        sock.close()
+    assert lost == []

@@ -200,6 +200,16 @@ async def _serve(
         settings.STREAM_QUEUE_SIZE,
     )
     runtime.hub.add(sub)  # subscribe first, then replay: nothing can fall between the two
+    try:
+        # The position is fixed before the 200 goes out: whatever is committed after the client sees the
+        # headers has a larger id and is delivered live.
+        prelude = await _prepare(runtime, sub, subscriber, last_id, label)
+    except Exception:
+        runtime.hub.remove(sub)
+        log.exception("stream replay failed")
+        error = ApiError(503, "unavailable", "try again shortly", headers={"Retry-After": "2"})
+        await refuse(send, error, "unavailable", cors_headers(request, subscriber))
+        return
     metrics.CONNECTIONS.labels(label).inc()
     metrics.CONNECTIONS_OPENED.labels(label).inc()
     watcher = asyncio.ensure_future(_watch_disconnect(receive, sub))
@@ -217,7 +227,8 @@ async def _serve(
             }
         )
         await _write(send, sse.retry(random.randint(1000, 5000)))
-        await _replay(send, runtime, sub, subscriber, last_id, label)
+        for chunk in prelude:
+            await _write(send, chunk)
         await _live(send, sub, subscriber, label)
     except (TimeoutError, OSError):
         sub.close("slow_consumer")
@@ -248,15 +259,20 @@ async def _write(send: Send, body: bytes) -> None:
         await send({"type": "http.response.body", "body": body, "more_body": True})
 
 
-async def _replay(
-    send: Send, runtime: Runtime, sub: Subscription, subscriber: Subscriber, last_id: int | None, label: str
-) -> None:
+async def _prepare(
+    runtime: Runtime, sub: Subscription, subscriber: Subscriber, last_id: int | None, label: str
+) -> list[bytes]:
+    """Set the stream's starting position and return the frames to send before live events.
+
+    A first connect starts at the newest id: the one this worker's listener last dispatched for the tenant
+    when it knows it (no query), else the table's newest. A resume replays from the database, or resets.
+    """
     assert runtime.store is not None
     schema = subscriber.tenant.schema
     if last_id is None:
-        newest, _ = await runtime.store.bounds(schema)
-        sub.position = newest
-        return
+        known = runtime.newest_dispatched(schema)
+        sub.position = known if known is not None else (await runtime.store.bounds(schema))[0]
+        return []
     limit = settings.REPLAY_LIMIT
     newest, oldest, rows = await runtime.store.replay(
         schema, last_id, subscriber.recipient, subscriber.topics, limit + 1
@@ -271,15 +287,14 @@ async def _replay(
     if reason is not None:
         metrics.RESETS.labels(reason).inc()
         sub.position = newest
-        await _write(send, sse.control("beacon.reset", {"reason": reason, "resume_from": str(newest)}))
-        return
-    sub.position = last_id
-    for start in range(0, len(rows), MAX_COALESCED):
-        chunk = rows[start : start + MAX_COALESCED]
-        await _write(send, b"".join(frame_for(row) for row in chunk))
-        sub.position = chunk[-1].id
+        return [sse.control("beacon.reset", {"reason": reason, "resume_from": str(newest)})]
+    sub.position = rows[-1].id if rows else last_id
     if rows:
         metrics.REPLAYED_EVENTS.labels(label).inc(len(rows))
+    return [
+        b"".join(frame_for(row) for row in rows[start : start + MAX_COALESCED])
+        for start in range(0, len(rows), MAX_COALESCED)
+    ]
 
 
 async def _live(send: Send, sub: Subscription, subscriber: Subscriber, label: str) -> None:

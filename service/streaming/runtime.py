@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import random
@@ -57,11 +58,18 @@ class Runtime:
         self._catching_up = False
         self._connections = 0
         self._held: list[Announcement] = []
+        # Newest id this listener has dispatched per tenant schema, valid only while it stays connected:
+        # a first connect starts there without asking the database.
+        self._newest: dict[str, int] = {}
         self._previous_sigterm: Any = None
         self.broker = default_broker()
 
     # --- lifecycle ------------------------------------------------------------------------------------
     async def start(self) -> None:
+        # Ten thousand streams are many long-lived objects: full collections of them paused the event loop
+        # for 0.4-0.7 s in the benchmark. Freeze what start-up allocated and collect young objects less often.
+        gc.freeze()
+        gc.set_threshold(100_000, 50, 100)
         self.pool = AsyncConnectionPool(
             settings.DATABASE_URL,
             min_size=1,
@@ -91,6 +99,9 @@ class Runtime:
             await self.pool.close()
         metrics.LISTENER_CONNECTED.set(0)
         metrics.READY.set(0)
+
+    def newest_dispatched(self, schema: str) -> int | None:
+        return self._newest.get(schema) if self.listener_connected else None
 
     def ready_problem(self) -> str | None:
         if self.draining:
@@ -152,6 +163,7 @@ class Runtime:
             if self.listener_connected:
                 log.warning("listener disconnected; streams keep their positions and catch up on reconnect")
             self.listener_connected = False
+            self._newest.clear()
             metrics.LISTENER_CONNECTED.set(0)
             metrics.READY.set(0)
             return
@@ -212,9 +224,13 @@ class Runtime:
                 for sub in list(hub.matching((schema, RECIPIENT, recipient))):
                     self._push(sub, Item(None, frame))
         rows = announcement.rows
+        if announcement.id_range is not None:
+            self._newest[schema] = max(self._newest.get(schema, 0), announcement.id_range[1])
         if announcement.id_range is not None and self._any_local(schema):
             assert self.store is not None
             rows = await self.store.range(schema, *announcement.id_range)
+        if rows:
+            self._newest[schema] = max(self._newest.get(schema, 0), rows[-1].id)
         for row in rows:
             if row.broadcast:
                 key = (schema, BROADCAST, "")
