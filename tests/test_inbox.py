@@ -15,7 +15,8 @@ def auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def test_pages_newest_first_with_cursor(acme: Api):
+def test_pages_newest_first_with_cursor(server, make_tenant):
+    acme = Api(server.url, make_tenant()[1])  # a tenant of its own: no broadcasts from other tests
     user = unique()
     ids = [
         n["id"]

@@ -451,3 +451,19 @@ def test_first_connect_gets_everything_committed_after_its_headers(start_server,
             lost.append(wanted)
         sock.close()
     assert lost == []
+
+
+def test_batches_and_large_bodies_arrive_live_intact(acme: Api):
+    """Small rows ride in the NOTIFY payload; a large body makes it an id range fetched once per process."""
+    user = unique()
+    big = {"blob": "x" * 20_000, "n": "ü✓"}
+    with sse_stream(acme.base_url, acme.token(user)) as events:
+        small = acme.publish(
+            {"notifications": [{"recipient": user, "event": "e.small", "data": {"i": i}} for i in range(3)]},
+            batch=True,
+        ).json()["notifications"]
+        large = acme.publish_ok({"recipient": user, "event": "e.large", "data": big})
+        got = take(events, 4)
+    assert [e.id for e in got] == [n["id"] for n in small] + [large[0]["id"]]
+    assert [json.loads(e.data)["data"] for e in got] == [{"i": 0}, {"i": 1}, {"i": 2}, big]
+    assert [e.event for e in got] == ["e.small"] * 3 + ["e.large"]

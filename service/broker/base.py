@@ -33,6 +33,10 @@ class Announcement:
 
 
 class Broker(abc.ABC):
+    #: A broker that lives in PostgreSQL names its NOTIFY channel here, so the publishing statement itself
+    #: can announce (one round trip); other brokers leave it ``None`` and get ``announce`` calls instead.
+    database_channel: str | None = None
+
     @abc.abstractmethod
     def announce(self, cursor: Any, announcement: Announcement) -> None:
         """Queue ``announcement`` inside the caller's open transaction: it is delivered only on commit."""

@@ -71,6 +71,8 @@ def decode(payload: str) -> Announcement:
 
 
 class PostgresBroker(Broker):
+    database_channel = CHANNEL
+
     def __init__(self, conninfo: str, *, max_backoff: float = 5.0) -> None:
         self._conninfo = conninfo
         self._max_backoff = max_backoff

@@ -13,11 +13,11 @@ import math
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import OperationalError, connection, transaction
+from django.db import DatabaseError, OperationalError, connection, transaction
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
@@ -30,7 +30,7 @@ from service.observability import metrics
 from service.timefmt import rfc3339
 from tenants.directory import TenantInfo
 
-ORDER_LOCK_CLASS = 0x6265  # advisory lock namespace ("be"): (class, tenant id) orders a tenant's commits
+RATE_LIMITED_SQLSTATE = "BR429"  # raised by beacon_publish when the tenant is over its publish rate
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 IDEMPOTENCY_WAIT = "10s"
 MAX_ROWS_PER_REQUEST = 10_000
@@ -99,36 +99,91 @@ def publish(
     idempotency_key: str | None = None,
     body_hash: str | None = None,
 ) -> Outcome:
-    """Store ``items`` (each with its encoded data) for ``tenant`` and announce them: all or nothing."""
+    """Store ``items`` (each with its encoded data) for ``tenant`` and announce them: all or nothing.
+
+    Without an ``Idempotency-Key`` this is one statement (``beacon_publish``) in its own transaction; with
+    one, the key is claimed and answered in the same transaction.
+    """
     pending = expand(items)
     now = timezone.now()
-    with schema_context(tenant.schema), transaction.atomic():
-        cursor = connection.cursor()
-        if idempotency_key is not None:
-            replay = _claim_idempotency_key(cursor, idempotency_key, body_hash or "", now)
-            if replay is not None:
-                return replay
-        _take_order_lock_and_rate(cursor, tenant)
-        stored = _insert(cursor, pending, now)
-        body = _response_body(
-            {
-                "id": str(r.id),
-                "recipient": r.recipient,
-                "topic": r.topic,
-                "broadcast": r.broadcast,
-                "created_at": r.created_at,
-            }
-            for r in stored
-        )
-        if idempotency_key is not None:
-            cursor.execute(
-                "UPDATE beacon_idempotency SET response = %s::jsonb WHERE key = %s",
-                [json.dumps(body), idempotency_key],
-            )
-        if settings.PUBLISH_ANNOUNCE:
-            default_broker().announce(cursor, Announcement(tenant.schema, stored, sent_at=time.time()))
+    with schema_context(tenant.schema):
+        if idempotency_key is None:
+            stored = _store(connection.cursor(), tenant, pending, now)
+            body = _body_of(stored)
+        else:
+            with transaction.atomic():
+                cursor = connection.cursor()
+                replay = _claim_idempotency_key(cursor, idempotency_key, body_hash or "", now)
+                if replay is not None:
+                    return replay
+                stored = _store(cursor, tenant, pending, now)
+                body = _body_of(stored)
+                cursor.execute(
+                    "UPDATE beacon_idempotency SET response = %s::jsonb WHERE key = %s",
+                    [json.dumps(body), idempotency_key],
+                )
     metrics.NOTIFICATIONS_INGESTED.labels(metrics.tenant_label(tenant.slug)).inc(len(stored))
     return Outcome(201, body)
+
+
+def _store(cursor: Any, tenant: TenantInfo, pending: list[_Pending], now: datetime) -> list[Row]:
+    """Lock, count, insert and announce in one round trip (see migration 0002)."""
+    broker = default_broker()
+    channel = broker.database_channel if settings.PUBLISH_ANNOUNCE else None
+    created = rfc3339(now)
+    sent_at = time.time()
+    window = int(sent_at)
+    try:
+        cursor.execute(
+            "SELECT beacon_publish(%s, %s, %s, %s, %s, %s::text[], %s::text[], %s::boolean[], %s::text[], "
+            "%s::text[], %s::integer[], %s, %s, %s)",
+            [
+                tenant.id,
+                tenant.publish_rate_per_second,
+                window,
+                now,
+                created,
+                [p.recipient for p in pending],
+                [p.topic for p in pending],
+                [p.broadcast for p in pending],
+                [p.event for p in pending],
+                [p.data_json for p in pending],
+                [p.ttl for p in pending],
+                channel,
+                tenant.schema,
+                sent_at,
+            ],
+        )
+    except DatabaseError as exc:
+        if getattr(exc.__cause__, "sqlstate", None) == RATE_LIMITED_SQLSTATE:
+            raise ApiError(
+                429,
+                "rate_limited",
+                f"over the tenant's publish rate of {tenant.publish_rate_per_second} requests per second",
+                headers={"Retry-After": str(max(1, math.ceil(window + 1 - time.time())))},
+            ) from None
+        raise
+    (ids,) = cursor.fetchone()
+    stored = [
+        Row(i, p.recipient, p.topic, p.broadcast, p.event, created, p.data_json)
+        for i, p in zip(ids, pending, strict=True)
+    ]
+    if settings.PUBLISH_ANNOUNCE and channel is None:  # a broker outside PostgreSQL: announce from here
+        broker.announce(cursor, Announcement(tenant.schema, stored, sent_at=sent_at))
+    return stored
+
+
+def _body_of(stored: list[Row]) -> dict[str, Any]:
+    return _response_body(
+        {
+            "id": str(r.id),
+            "recipient": r.recipient,
+            "topic": r.topic,
+            "broadcast": r.broadcast,
+            "created_at": r.created_at,
+        }
+        for r in stored
+    )
 
 
 def _claim_idempotency_key(cursor: Any, key: str, body_hash: str, now: Any) -> Outcome | None:
@@ -178,60 +233,3 @@ _FIELDS = ("id", "recipient", "topic", "broadcast", "created_at")
 
 def _response_body(entries: Iterable[dict[str, Any]]) -> dict[str, Any]:
     return {"notifications": [{name: entry[name] for name in _FIELDS} for entry in entries]}
-
-
-def _take_order_lock_and_rate(cursor: Any, tenant: TenantInfo) -> None:
-    """Serialise this tenant's publishes (commit order = id order) and count this one in its rate window."""
-    window = int(time.time())
-    cursor.execute(
-        "INSERT INTO tenants_publishwindow (tenant_id, window_start, count) "
-        "SELECT %s, %s, 1 FROM (SELECT pg_advisory_xact_lock(%s, %s)) AS ordered "
-        "ON CONFLICT (tenant_id) DO UPDATE SET "
-        "count = CASE WHEN tenants_publishwindow.window_start = EXCLUDED.window_start "
-        "THEN tenants_publishwindow.count + 1 ELSE 1 END, window_start = EXCLUDED.window_start "
-        "RETURNING count",
-        [tenant.id, window, ORDER_LOCK_CLASS, tenant.id],
-    )
-    (count,) = cursor.fetchone()
-    if count > tenant.publish_rate_per_second:
-        retry_after = max(1, math.ceil(window + 1 - time.time()))
-        raise ApiError(
-            429,
-            "rate_limited",
-            f"over the tenant's publish rate of {tenant.publish_rate_per_second} requests per second",
-            headers={"Retry-After": str(retry_after)},
-        )
-
-
-def _insert(cursor: Any, pending: list[_Pending], now: Any) -> list[Row]:
-    created = rfc3339(now)
-    cursor.execute(
-        "INSERT INTO beacon_notification (recipient, topic, broadcast, event, data, created_at, expires_at, read_at) "
-        "SELECT r, t, b, e, d::jsonb, %s, %s + make_interval(secs => ttl), NULL "
-        "FROM unnest(%s::text[], %s::text[], %s::bool[], %s::text[], %s::text[], %s::int[]) AS u(r, t, b, e, d, ttl) "
-        "RETURNING id",
-        [
-            now,
-            now,
-            [p.recipient for p in pending],
-            [p.topic for p in pending],
-            [p.broadcast for p in pending],
-            [p.event for p in pending],
-            [p.data_json for p in pending],
-            [p.ttl for p in pending],
-        ],
-    )
-    # Sequence values are taken in the order unnest yields rows, so sorted ids line up with ``pending``.
-    ids = sorted(row[0] for row in cursor.fetchall())
-    return [
-        Row(
-            id=i,
-            recipient=p.recipient,
-            topic=p.topic,
-            broadcast=p.broadcast,
-            event=p.event,
-            created_at=created,
-            data_json=p.data_json,
-        )
-        for i, p in zip(ids, pending, strict=True)
-    ]
