@@ -8,6 +8,7 @@ from django.core.asgi import get_asgi_application
 
 django_application = get_asgi_application()
 
+from service.apihandler import ApiHandler  # noqa: E402
 from service.streaming.app import BeaconApp  # noqa: E402
 
-application = BeaconApp(django_application)
+application = BeaconApp(django_application, api=ApiHandler())

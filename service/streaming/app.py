@@ -54,8 +54,9 @@ async def _json(send: Send, status: int, body: dict[str, Any]) -> None:
 
 
 class BeaconApp:
-    def __init__(self, django_app: Any) -> None:
+    def __init__(self, django_app: Any, api: Any | None = None) -> None:
         self.django = django_app
+        self.api = api or django_app  # Django for /v1, with the API's own (short) middleware list
         self.runtime: Runtime | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -83,6 +84,8 @@ class BeaconApp:
                     await _json(counting_send, 200, {"status": "ok"})
                 elif path == "/readyz":
                     await self._ready(counting_send)
+                elif path.startswith("/v1/"):
+                    await self.api(scope, receive, counting_send)
                 else:
                     await self.django(scope, receive, counting_send)
             finally:
