@@ -298,26 +298,34 @@ async def _prepare(
 
 
 async def _live(send: Send, sub: Subscription, subscriber: Subscriber, label: str) -> None:
+    """Write queued frames until the stream must end. Heartbeats arrive as queued frames too: one ticker per
+    worker (``Runtime._heartbeats``) queues a ping for every stream silent for ``HEARTBEAT_SECONDS``, so an
+    idle stream has no timer of its own to re-arm, only its token expiry and maximum age far ahead."""
     loop = asyncio.get_running_loop()
-    heartbeat = settings.HEARTBEAT_SECONDS
-    next_ping = loop.time() + heartbeat
     expires = loop.time() + (subscriber.exp - time.time())
     max_age = loop.time() + settings.MAX_CONNECTION_AGE_SECONDS * random.uniform(0.8, 1.0)
     while sub.closed is None:
         frames: list[bytes] = []
         sent_at: list[float] = []
         size = 0
+        pings = 0
         while len(frames) < MAX_COALESCED and size < MAX_COALESCED_BYTES and (item := sub.pop()) is not None:
             if item.id is not None:
                 if item.id <= sub.position:
                     continue  # already sent by the replay
                 sub.position = item.id
                 sent_at.append(item.sent_at)
+            elif item.frame is sse.PING:
+                if frames or pings:
+                    continue  # something else is being written: that is the sign of life
+                pings += 1
             frames.append(item.frame)
             size += len(item.frame)
         if frames:
             await _write(send, b"".join(frames))
-            next_ping = loop.time() + heartbeat
+            sub.last_write = time.monotonic()
+            if pings and len(frames) == 1:
+                metrics.HEARTBEATS.inc()
             if sent_at:
                 now = time.time()
                 metrics.EVENTS_DELIVERED.labels(label).inc(len(sent_at))
@@ -333,9 +341,4 @@ async def _live(send: Send, sub: Subscription, subscriber: Subscriber, label: st
         if now >= max_age:
             sub.close("max_age")
             break
-        if now >= next_ping:
-            await _write(send, sse.PING)
-            metrics.HEARTBEATS.inc()
-            next_ping = now + heartbeat
-            continue
-        await sub.wait(min(next_ping, expires, max_age) - now)
+        await sub.wait(min(expires, max_age) - now)

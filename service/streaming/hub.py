@@ -7,6 +7,7 @@ keys. A frame is encoded once per notification and the same bytes are queued to 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple
@@ -33,7 +34,17 @@ class Subscription:
     Kept deliberately small (slots, one deque, one future at a time): ten thousand of them per worker.
     """
 
-    __slots__ = ("_items", "_limit", "_waiter", "closed", "keys", "position", "recipient", "schema")
+    __slots__ = (
+        "_items",
+        "_limit",
+        "_waiter",
+        "closed",
+        "keys",
+        "last_write",
+        "position",
+        "recipient",
+        "schema",
+    )
 
     def __init__(self, schema: str, recipient: str, keys: tuple[Key, ...], limit: int) -> None:
         self.schema = schema
@@ -43,6 +54,7 @@ class Subscription:
             0  # the newest id this stream has sent (or chose to skip); live items <= it are dropped
         )
         self.closed: str | None = None  # why the stream must end, once it must
+        self.last_write = time.monotonic()  # of the last write (or queued heartbeat): the ticker's clock
         self._items: deque[Item] = deque()
         self._limit = limit
         self._waiter: asyncio.Future[None] | None = None
@@ -115,6 +127,10 @@ class Hub:
 
     def __iter__(self) -> Iterator[Subscription]:
         return iter(list(self._all))
+
+    def subscriptions(self) -> Iterator[Subscription]:
+        """The open subscriptions, without copying: callers must not add or remove while iterating."""
+        return iter(self._all)
 
     def key_count(self) -> int:
         return len(self._by_key)

@@ -53,6 +53,7 @@ class Runtime:
         self.open_streams = 0
         self._listener_task: asyncio.Task[None] | None = None
         self._unread_task: asyncio.Task[None] | None = None
+        self._heartbeat_task: asyncio.Task[None] | None = None
         self._unread_pending: dict[str, set[str]] = defaultdict(set)
         self._unread_wake = asyncio.Event()
         self._catching_up = False
@@ -84,14 +85,16 @@ class Runtime:
             self.broker.listen(self._on_announcement, self._on_connected), name="beacon-listener"
         )
         self._unread_task = asyncio.create_task(self._flush_unread(), name="beacon-unread")
+        self._heartbeat_task = asyncio.create_task(self._heartbeats(), name="beacon-heartbeats")
         self._install_sigterm_hook()
         metrics.READY.set(0)
 
     async def stop(self) -> None:
-        for task in (self._listener_task, self._unread_task):
+        tasks = (self._listener_task, self._unread_task, self._heartbeat_task)
+        for task in tasks:
             if task is not None:
                 task.cancel()
-        for task in (self._listener_task, self._unread_task):
+        for task in tasks:
             if task is not None:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
@@ -255,6 +258,21 @@ class Runtime:
     def _push(sub: Subscription, item: Item) -> None:
         if not sub.push(item):
             metrics.SLOW_CONSUMER_DISCONNECTS.inc()
+
+    async def _heartbeats(self) -> None:
+        """Queue ``: ping`` for every stream silent for ``HEARTBEAT_SECONDS``: one timer per worker, not one
+        per stream (at 10k streams, re-arming per-stream timers was most of the idle CPU)."""
+        interval = settings.HEARTBEAT_SECONDS
+        tick = min(1.0, interval / 4)
+        ping = Item(None, sse.PING)
+        while True:
+            await asyncio.sleep(tick)
+            now = time.monotonic()
+            due = now - interval
+            for sub in self.hub.subscriptions():
+                if sub.last_write <= due:
+                    sub.last_write = now  # counts as written: no second ping while this one waits
+                    sub.push(ping)
 
     async def _flush_unread(self) -> None:
         """After new recipient rows, send ``beacon.unread`` with fresh counts: one query per tenant batch."""
