@@ -153,12 +153,19 @@ def api_key(public_id: str) -> KeyInfo | None:
 _last_used_marks: dict[int, float] = {}
 
 
-def mark_key_used(key: KeyInfo, every_seconds: float = 60.0) -> None:
-    """Record ``last_used_at`` at most once a minute per key and process (not a write per request)."""
-    now = time.monotonic()
-    if now - _last_used_marks.get(key.id, -every_seconds) < every_seconds:
+KEY_USE_INTERVAL = 60.0
+
+
+def key_use_due(key: KeyInfo) -> bool:
+    """Whether ``last_used_at`` should be written now: at most once a minute per key and process."""
+    return time.monotonic() - _last_used_marks.get(key.id, -KEY_USE_INTERVAL) >= KEY_USE_INTERVAL
+
+
+def mark_key_used(key: KeyInfo) -> None:
+    """Record ``last_used_at`` when due (callers check ``key_use_due`` first to skip the thread hop)."""
+    if not key_use_due(key):
         return
-    _last_used_marks[key.id] = now
+    _last_used_marks[key.id] = time.monotonic()
     ApiKey.objects.filter(pk=key.id).update(last_used_at=timezone.now())
 
 
