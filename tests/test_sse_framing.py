@@ -76,9 +76,10 @@ def test_hub_keys_include_the_tenant_schema():
     assert hub.matching(("t_a", "r", "u1")) == {a}
     assert hub.matching(("t_b", "r", "u1")) == {b}
     assert hub.matching(("t_a", "t", "news")) == {a}
+    assert hub.has_schema("t_a") and hub.schemas() == {"t_a", "t_b"} and hub.in_schema("t_b") == [b]
     hub.remove(a)
     hub.remove(b)
-    assert len(hub) == 0 and hub.key_count() == 0
+    assert len(hub) == 0 and hub.key_count() == 0 and not hub.has_schema("t_a") and hub.schemas() == set()
 
 
 def test_subscription_is_bounded_and_closes_as_slow():

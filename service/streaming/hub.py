@@ -101,14 +101,21 @@ class Hub:
     def __init__(self) -> None:
         self._by_key: dict[Key, set[Subscription]] = {}
         self._all: set[Subscription] = set()
+        self._by_schema: dict[str, set[Subscription]] = {}
 
     def add(self, sub: Subscription) -> None:
         self._all.add(sub)
+        self._by_schema.setdefault(sub.schema, set()).add(sub)
         for key in sub.keys:
             self._by_key.setdefault(key, set()).add(sub)
 
     def remove(self, sub: Subscription) -> None:
         self._all.discard(sub)
+        tenant_subs = self._by_schema.get(sub.schema)
+        if tenant_subs is not None:
+            tenant_subs.discard(sub)
+            if not tenant_subs:
+                del self._by_schema[sub.schema]
         for key in sub.keys:
             subs = self._by_key.get(key)
             if subs is not None:
@@ -136,7 +143,11 @@ class Hub:
         return len(self._by_key)
 
     def schemas(self) -> set[str]:
-        return {sub.schema for sub in self._all}
+        return set(self._by_schema)
 
     def in_schema(self, schema: str) -> list[Subscription]:
-        return [sub for sub in self._all if sub.schema == schema]
+        return list(self._by_schema.get(schema, ()))
+
+    def has_schema(self, schema: str) -> bool:
+        """Whether any open stream belongs to this tenant schema (no scan of every stream)."""
+        return schema in self._by_schema

@@ -49,7 +49,6 @@ class Runtime:
         self.store: Store | None = None
         self.listener_connected = False
         self.draining = False
-        self.drained = asyncio.Event()
         self.open_streams = 0
         self._listener_task: asyncio.Task[None] | None = None
         self._unread_task: asyncio.Task[None] | None = None
@@ -156,7 +155,6 @@ class Runtime:
         deadline = time.monotonic() + max(window * 0.1, 1.0)
         while self.open_streams and time.monotonic() < deadline:  # noqa: ASYNC110 - bounded, 20 polls/s
             await asyncio.sleep(0.05)
-        self.drained.set()
         if then is not None:
             then()
 
@@ -229,7 +227,7 @@ class Runtime:
         rows = announcement.rows
         if announcement.id_range is not None:
             self._newest[schema] = max(self._newest.get(schema, 0), announcement.id_range[1])
-        if announcement.id_range is not None and self._any_local(schema):
+        if announcement.id_range is not None and self.hub.has_schema(schema):
             assert self.store is not None
             rows = await self.store.range(schema, *announcement.id_range)
         if rows:
@@ -250,9 +248,6 @@ class Runtime:
             if row.recipient is not None:
                 self._unread_pending[schema].add(row.recipient)
                 self._unread_wake.set()
-
-    def _any_local(self, schema: str) -> bool:
-        return any(sub.schema == schema for sub in self.hub)
 
     @staticmethod
     def _push(sub: Subscription, item: Item) -> None:
