@@ -167,8 +167,3 @@ def mark_key_used(key: KeyInfo) -> None:
         return
     _last_used_marks[key.id] = time.monotonic()
     ApiKey.objects.filter(pk=key.id).update(last_used_at=timezone.now())
-
-
-def clear_caches() -> None:
-    for cache in (tenants_by_slug, tenants_by_id, tenant_id_by_host, keys_by_public_id):
-        cache.clear()
