@@ -7,8 +7,9 @@ domain.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from django.http import HttpRequest
 from django.utils import timezone
@@ -20,7 +21,10 @@ from service.notifications import tokens
 from service.notifications.tokens import Subscriber
 from service.observability.context import bind_tenant
 from tenants import directory, keys
-from tenants.directory import KeyInfo, TenantInfo
+from tenants.directory import KeyInfo, TenantInfo, TtlCache
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 @dataclass(frozen=True)
@@ -29,22 +33,25 @@ class KeyPrincipal:
     key: KeyInfo
 
 
+async def _lookup(cache: TtlCache[K, V], load: Callable[[K], V | None], key: K) -> V | None:
+    """A cache hit costs no thread hop; a miss runs the loader (which fills the cache) in the ORM's pool."""
+    found, value = cache.get(key)
+    return value if found else await run_db(load, key)
+
+
 async def tenant_by_id(tenant_id: int) -> TenantInfo | None:
-    found, value = directory.tenants_by_id.get(tenant_id)
-    return value if found else await run_db(directory.tenant_by_id, tenant_id)
+    return await _lookup(directory.tenants_by_id, directory.tenant_by_id, tenant_id)
 
 
 async def tenant_by_slug(slug: str) -> TenantInfo | None:
-    found, value = directory.tenants_by_slug.get(slug)
-    return value if found else await run_db(directory.tenant_by_slug, slug)
+    return await _lookup(directory.tenants_by_slug, directory.tenant_by_slug, slug)
 
 
 async def check_host(host: str, tenant: TenantInfo) -> None:
     """``403 tenant_mismatch`` when ``host`` is a domain of another tenant; any other host is fine."""
-    normalized = host.lower().split(":")[0]
-    found, owner = directory.tenant_id_by_host.get(normalized)
-    if not found:
-        owner = await run_db(directory.tenant_id_for_host, normalized)
+    owner = await _lookup(
+        directory.tenant_id_by_host, directory.tenant_id_for_host, directory.normalize_host(host)
+    )
     if owner is not None and owner != tenant.id:
         raise tenant_mismatch()
 
@@ -64,9 +71,7 @@ async def authenticate_api_key(raw: str | None, host: str) -> KeyPrincipal:
     parsed = keys.parse(raw)
     if parsed is None:
         raise unauthenticated("malformed API key")
-    found, info = directory.keys_by_public_id.get(parsed.public_id)
-    if not found:
-        info = await run_db(directory.api_key, parsed.public_id)
+    info = await _lookup(directory.keys_by_public_id, directory.api_key, parsed.public_id)
     if (
         info is None
         or not keys.secret_matches(parsed.secret, info.secret_hash)

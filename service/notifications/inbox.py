@@ -55,13 +55,7 @@ def page(
     before: int | None = None,
 ) -> dict[str, Any]:
     with schema_context(tenant.schema):
-        rows: QuerySet[Notification]
-        if unread:
-            rows = Notification.objects.filter(
-                recipient=recipient, read_at__isnull=True, expires_at__gt=timezone.now()
-            )
-        else:
-            rows = Notification.objects.filter(_visible(recipient, topics))
+        rows = _unread(recipient) if unread else Notification.objects.filter(_visible(recipient, topics))
         if before is not None:
             rows = rows.filter(id__lt=before)
         found = list(rows.order_by("-id")[: limit + 1])
@@ -78,11 +72,15 @@ def unread_count(tenant: TenantInfo, recipient: str) -> int:
         return _count_unread(recipient)
 
 
-def _count_unread(recipient: str) -> int:
-    """Unread rows of ``recipient`` in the current schema (callers set it explicitly)."""
+def _unread(recipient: str) -> QuerySet[Notification]:
+    """Unread, unexpired rows of ``recipient`` in the current schema (callers set it explicitly)."""
     return Notification.objects.filter(
         recipient=recipient, read_at__isnull=True, expires_at__gt=timezone.now()
-    ).count()
+    )
+
+
+def _count_unread(recipient: str) -> int:
+    return _unread(recipient).count()
 
 
 def mark_read(tenant: TenantInfo, recipient: str, notification_id: int) -> dict[str, Any]:
@@ -102,9 +100,7 @@ def mark_read(tenant: TenantInfo, recipient: str, notification_id: int) -> dict[
 def mark_all_read(tenant: TenantInfo, recipient: str) -> dict[str, int]:
     """One UPDATE for every unread row of the recipient, then one announcement of the new count."""
     with schema_context(tenant.schema), transaction.atomic():
-        updated = Notification.objects.filter(
-            recipient=recipient, read_at__isnull=True, expires_at__gt=timezone.now()
-        ).update(read_at=timezone.now())
+        updated = _unread(recipient).update(read_at=timezone.now())
         if updated:
             _announce_unread(tenant, recipient, 0)
     return {"updated": updated, "unread": 0}

@@ -1,8 +1,9 @@
 """``GET /v1/stream``: a lean ASGI handler (no Django request machinery on the stream path).
 
 Order of a stream's life: refuse early (drain, capacity, token, origin, last id, slots) before any byte;
-register in the hub; flush headers and ``retry``; replay from the database; then live events from the
-queue, skipping ids already sent. Cleanup (hub, slot, gauges, tasks) always runs.
+register in the hub; fix the starting position (and read the replay) from the database; flush headers,
+``retry`` and the replay; then live events from the queue, skipping ids already sent. Cleanup (hub, slot,
+gauges, tasks) always runs.
 """
 
 from __future__ import annotations

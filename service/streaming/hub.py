@@ -132,9 +132,6 @@ class Hub:
     def __len__(self) -> int:
         return len(self._all)
 
-    def __iter__(self) -> Iterator[Subscription]:
-        return iter(list(self._all))
-
     def subscriptions(self) -> Iterator[Subscription]:
         """The open subscriptions, without copying: callers must not add or remove while iterating."""
         return iter(self._all)

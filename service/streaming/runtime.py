@@ -142,7 +142,7 @@ class Runtime:
         self.draining = True
         metrics.READY.set(0)
         window = settings.DRAIN_SECONDS
-        subs = list(self.hub)
+        subs = list(self.hub.subscriptions())
         random.shuffle(subs)  # spread over the window so clients do not all reconnect at once
         log.info("draining %d streams over %.1fs", len(subs), window)
         started = time.monotonic()
@@ -219,19 +219,19 @@ class Runtime:
     async def _dispatch(self, announcement: Announcement) -> None:
         schema = announcement.schema
         hub = self.hub
-        if announcement.unread:
-            for recipient, count in announcement.unread.items():
-                frame = sse.control("beacon.unread", {"unread": count})
-                for sub in list(hub.matching((schema, RECIPIENT, recipient))):
-                    self._push(sub, Item(None, frame))
+        for recipient, count in announcement.unread.items():
+            self._send_unread(schema, recipient, count)
         rows = announcement.rows
         if announcement.id_range is not None:
-            self._newest[schema] = max(self._newest.get(schema, 0), announcement.id_range[1])
-        if announcement.id_range is not None and self.hub.has_schema(schema):
-            assert self.store is not None
-            rows = await self.store.range(schema, *announcement.id_range)
-        if rows:
-            self._newest[schema] = max(self._newest.get(schema, 0), rows[-1].id)
+            newest = announcement.id_range[1]
+            if hub.has_schema(schema):
+                assert self.store is not None
+                rows = await self.store.range(schema, *announcement.id_range)
+        elif rows:
+            newest = rows[-1].id
+        else:
+            newest = 0
+        self._newest[schema] = max(self._newest.get(schema, 0), newest)
         for row in rows:
             if row.broadcast:
                 key = (schema, BROADCAST, "")
@@ -254,6 +254,12 @@ class Runtime:
         if not sub.push(item):
             metrics.SLOW_CONSUMER_DISCONNECTS.inc()
 
+    def _send_unread(self, schema: str, recipient: str, count: int) -> None:
+        """Queue ``beacon.unread`` to every local stream of one recipient of one tenant."""
+        item = Item(None, sse.control("beacon.unread", {"unread": count}))
+        for sub in list(self.hub.matching((schema, RECIPIENT, recipient))):
+            self._push(sub, item)
+
     async def _heartbeats(self) -> None:
         """Queue ``: ping`` for every stream silent for ``HEARTBEAT_SECONDS``: one timer per worker, not one
         per stream (at 10k streams, re-arming per-stream timers was most of the idle CPU)."""
@@ -267,7 +273,7 @@ class Runtime:
             for sub in self.hub.subscriptions():
                 if sub.last_write <= due:
                     sub.last_write = now  # counts as written: no second ping while this one waits
-                    sub.push(ping)
+                    self._push(sub, ping)
 
     async def _flush_unread(self) -> None:
         """After new recipient rows, send ``beacon.unread`` with fresh counts: one query per tenant batch."""
@@ -286,6 +292,4 @@ class Runtime:
                     log.exception("unread count query failed")
                     continue
                 for recipient, count in counts.items():
-                    frame = sse.control("beacon.unread", {"unread": count})
-                    for sub in list(self.hub.matching((schema, RECIPIENT, recipient))):
-                        self._push(sub, Item(None, frame))
+                    self._send_unread(schema, recipient, count)

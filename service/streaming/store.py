@@ -22,6 +22,10 @@ def _table(schema: str) -> sql.Composed:
     return sql.SQL("{}.beacon_notification").format(sql.Identifier(schema))
 
 
+def _bounds_query(schema: str) -> sql.Composed:
+    return sql.SQL("SELECT max(id), min(id) FROM {}").format(_table(schema))
+
+
 def _row(values: Sequence[Any]) -> Row:
     id_, recipient, topic, broadcast, event, data_json, created_at = values
     return Row(id_, recipient, topic, broadcast, event, rfc3339(created_at), data_json)
@@ -34,7 +38,7 @@ class Store:
     async def bounds(self, schema: str) -> tuple[int, int | None]:
         """``(newest id or 0, oldest retained id or None)``: both are index-only min/max lookups."""
         async with self.pool.connection() as conn:
-            cur = await conn.execute(sql.SQL("SELECT max(id), min(id) FROM {}").format(_table(schema)))
+            cur = await conn.execute(_bounds_query(schema))
             newest, oldest = await cur.fetchone() or (None, None)
         return int(newest or 0), oldest
 
@@ -47,7 +51,7 @@ class Store:
             "AND (recipient = %s OR broadcast OR topic = ANY(%s)) ORDER BY id LIMIT %s"
         ).format(cols=_COLUMNS, t=_table(schema))
         async with self.pool.connection() as conn:
-            cur = await conn.execute(sql.SQL("SELECT max(id), min(id) FROM {}").format(_table(schema)))
+            cur = await conn.execute(_bounds_query(schema))
             newest, oldest = await cur.fetchone() or (None, None)
             cur = await conn.execute(query, [after, recipient, list(topics), limit])
             rows = [_row(r) for r in await cur.fetchall()]
