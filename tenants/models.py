@@ -13,6 +13,8 @@ from django.db import models
 from django.utils import timezone
 from django_tenants.models import DomainMixin, TenantMixin
 
+from tenants.origins import validate_allowed_origins
+
 SLUG_RE = re.compile(r"^[a-z][a-z0-9-]{1,61}[a-z0-9]$")
 RESERVED_SLUGS = frozenset({"public", "www", "admin", "api"})
 
@@ -47,7 +49,10 @@ class Tenant(TenantMixin):
         max_length=128, default=new_signing_secret, help_text="HS256 secret for subscriber tokens."
     )
     allowed_origins = models.JSONField(
-        default=list, blank=True, help_text='Origins allowed by CORS, e.g. ["https://app.example.com"].'
+        default=list,
+        blank=True,
+        validators=[validate_allowed_origins],
+        help_text='Serialized origins allowed by CORS, e.g. ["https://app.example.com"] (no path, no *).',
     )
     max_connections = models.PositiveIntegerField(default=10_000)
     max_connections_per_recipient = models.PositiveIntegerField(default=10)
