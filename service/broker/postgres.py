@@ -12,12 +12,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import psycopg
 
-from service.broker.base import Announcement, Broker
+from service.broker.base import Announcement, Broker, OnAnnouncement, OnConnected
 from service.broker.payload import decode, encode
 
 CHANNEL = "beacon"
@@ -26,28 +25,27 @@ log = logging.getLogger(__name__)
 
 
 class PostgresBroker(Broker):
-    database_channel = CHANNEL
+    database_channel: str
 
-    def __init__(self, conninfo: str, *, max_backoff: float = 5.0) -> None:
+    def __init__(self, conninfo: str, channel: str = CHANNEL, *, max_backoff: float = 5.0) -> None:
+        if not channel.isidentifier():
+            raise ValueError(f"BROKER_CHANNEL must be an identifier, got {channel!r}")
+        self.database_channel = channel
         self._conninfo = conninfo
         self._max_backoff = max_backoff
-        self.backend_pid: int | None = None
+        self.backend_pid = None
 
     def announce(self, cursor: Any, announcement: Announcement) -> None:
-        cursor.execute("SELECT pg_notify(%s, %s)", [CHANNEL, encode(announcement)])
+        cursor.execute("SELECT pg_notify(%s, %s)", [self.database_channel, encode(announcement)])
 
-    async def listen(
-        self,
-        on_announcement: Callable[[Announcement], Awaitable[None]],
-        on_connected: Callable[[bool], Awaitable[None]],
-    ) -> None:
+    async def listen(self, on_announcement: OnAnnouncement, on_connected: OnConnected) -> None:
         backoff = 0.1
         while True:
             try:
                 async with await psycopg.AsyncConnection.connect(
                     self._conninfo, autocommit=True, application_name="beacon-listener"
                 ) as conn:
-                    await conn.execute(f"LISTEN {CHANNEL}")
+                    await conn.execute(f"LISTEN {self.database_channel}")
                     self.backend_pid = conn.info.backend_pid
                     backoff = 0.1
                     await on_connected(True)

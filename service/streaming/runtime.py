@@ -26,7 +26,7 @@ from service.streaming.gc_tuning import tune_for_long_lived_objects
 from service.streaming.heartbeats import run_heartbeats
 from service.streaming.hub import Hub
 from service.streaming.listener import Listener
-from service.streaming.presence import register_worker
+from service.streaming.presence import WorkerPresence, register_worker
 from service.streaming.store import Store
 from service.streaming.unread import UnreadCoalescer
 
@@ -47,6 +47,17 @@ class Runtime:
         self.listener = Listener(
             self.hub, self.dispatcher, lambda: self.store, self._register_worker, lambda: self.draining
         )
+        self.presence: WorkerPresence | None = None
+        if (
+            self.broker.after_commit
+        ):  # no LISTEN backend to stand for this worker, and announcements can be lost
+            self.presence = WorkerPresence(
+                settings.DATABASE_URL,
+                self._register_presence,
+                self.listener.tracked,
+                self.listener.check_newest,
+                settings.BROKER_CHECK_SECONDS,
+            )
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -80,6 +91,8 @@ class Runtime:
                 run_heartbeats(self.hub, settings.HEARTBEAT_SECONDS), name="beacon-heartbeats"
             ),
         ]
+        if self.presence is not None:
+            self._tasks.append(asyncio.create_task(self.presence.run(), name="beacon-presence"))
         self.drainer.install_sigterm_hook()
         metrics.READY.set(0)
 
@@ -108,11 +121,15 @@ class Runtime:
         await self.drainer.drain(then)
 
     async def _register_worker(self) -> None:
-        """Tie this worker's slots to the listener's backend: they stop counting when it is gone."""
-        pid = getattr(self.broker, "backend_pid", None)
+        """Tie this worker's slots to its liveness backend (the listener's, or the presence connection's)."""
+        pid = self.broker.backend_pid if self.presence is None else self.presence.backend_pid
         if pid is None or self.pool is None:
             return
         await register_worker(self.pool, self.worker_id, pid)
+
+    async def _register_presence(self, pid: int) -> None:
+        if self.pool is not None:
+            await register_worker(self.pool, self.worker_id, pid)
 
     def _send_unread(self, schema: str, recipient: str, count: int) -> None:
         self.dispatcher.unread(schema, recipient, count)
