@@ -7,14 +7,19 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
-from ninja import Query, Router
+from ninja import Query as QueryParam
+from ninja import Router
 
 from service.db import run_db
-from service.errors import ApiError
+from service.errors import ApiError, invalid_field
 from service.notifications import inbox, publish, tokens
 from service.notifications.auth import ApiKeyAuth, KeyPrincipal, SubscriberAuth
 from service.notifications.schemas import (
     BatchIn,
+    Cursor,
+    PageLimit,
+    TargetId,
+    TopicList,
     ErrorOut,
     InboxOut,
     NotificationOut,
@@ -26,13 +31,15 @@ from service.notifications.schemas import (
     UnreadCountOut,
 )
 from service.notifications.tokens import Subscriber
+from service.notifications.validation import valid_target_id
+from service.numbers import ascii_int
 from service.timefmt import rfc3339
 
 router = Router()
 api_key = ApiKeyAuth()
 subscriber_token = SubscriberAuth()
 
-ERRORS: dict[int, Any] = {code: ErrorOut for code in (400, 401, 403, 404, 409, 413, 415, 422, 429)}
+ERRORS: dict[int, Any] = {code: ErrorOut for code in (400, 401, 403, 404, 409, 413, 415, 422, 429, 503)}
 
 
 def _idempotency_key(request: HttpRequest) -> str | None:
@@ -101,16 +108,27 @@ async def publish_batch(request: HttpRequest, payload: BatchIn) -> HttpResponse:
 )
 async def list_for_recipient(
     request: HttpRequest,
-    recipient: str,
-    topic: Query[list[str]] | None = None,
+    recipient: TargetId,
+    topic: TopicList | None = QueryParam(None, description="Include these topics' notifications too."),
     unread: bool = False,
-    limit: int = 50,
-    before: str | None = None,
+    limit: PageLimit = QueryParam(50, ge=1, le=inbox.MAX_PAGE, description="Page size, 1-100."),
+    before: Cursor | None = QueryParam(None, description="The `next` of the previous page."),
 ) -> Any:
     principal: KeyPrincipal = request.auth  # type: ignore[attr-defined]
+    if not valid_target_id(recipient):
+        raise invalid_field("recipient", "must be 1-256 printable characters")
+    for item in topic or ():
+        if not valid_target_id(item):
+            raise invalid_field("topic", "each topic id must be 1-256 printable characters")
     cursor = inbox.validate_page_args(limit, before)
     return await run_db(
-        inbox.page, principal.tenant, recipient, tuple(topic or ()), unread=unread, limit=limit, before=cursor
+        inbox.page,
+        principal.tenant,
+        recipient,
+        tuple(dict.fromkeys(topic or ())),
+        unread=unread,
+        limit=limit,
+        before=cursor,
     )
 
 
@@ -136,7 +154,10 @@ async def mint_token(request: HttpRequest, payload: TokenIn) -> Any:
     summary="The subscriber's inbox, newest first, with a `before` cursor",
 )
 async def my_inbox(
-    request: HttpRequest, unread: bool = False, limit: int = 50, before: str | None = None
+    request: HttpRequest,
+    unread: bool = False,
+    limit: PageLimit = QueryParam(50, ge=1, le=inbox.MAX_PAGE, description="Page size, 1-100."),
+    before: Cursor | None = QueryParam(None, description="The `next` of the previous page."),
 ) -> Any:
     who: Subscriber = request.auth  # type: ignore[attr-defined]
     cursor = inbox.validate_page_args(limit, before)
@@ -173,6 +194,7 @@ async def my_read_all(request: HttpRequest) -> Any:
 )
 async def my_read_one(request: HttpRequest, notification_id: str) -> Any:
     who: Subscriber = request.auth  # type: ignore[attr-defined]
-    if not notification_id.isdigit() or len(notification_id) > 19:
+    found = ascii_int(notification_id)
+    if found is None:
         raise ApiError(404, "not_found", "no such notification for this recipient")
-    return await run_db(inbox.mark_read, who.tenant, who.recipient, int(notification_id))
+    return await run_db(inbox.mark_read, who.tenant, who.recipient, who.topics, found)

@@ -15,6 +15,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 from ninja.security import HttpBearer
 
+from service import hosts
 from service.db import run_db
 from service.errors import ApiError, tenant_mismatch, unauthenticated
 from service.notifications import tokens
@@ -48,10 +49,9 @@ async def tenant_by_slug(slug: str) -> TenantInfo | None:
 
 
 async def check_host(host: str, tenant: TenantInfo) -> None:
-    """``403 tenant_mismatch`` when ``host`` is a domain of another tenant; any other host is fine."""
-    owner = await _lookup(
-        directory.tenant_id_by_host, directory.tenant_id_for_host, directory.normalize_host(host)
-    )
+    """``403 tenant_mismatch`` when ``host`` (the raw ``Host`` header) is a domain of another tenant; any
+    other host is fine. ``400 invalid_host`` when it is not a host (``service.hosts``)."""
+    owner = await _lookup(directory.tenant_id_by_host, directory.tenant_id_for_host, hosts.require(host))
     if owner is not None and owner != tenant.id:
         raise tenant_mismatch()
 
@@ -110,6 +110,11 @@ def bearer(header: str | None) -> str | None:
     return value.strip()
 
 
+def _raw_host(request: HttpRequest) -> str:
+    """The ``Host`` header as sent (Django's ``get_host`` refuses some valid forms, such as ``host:``)."""
+    return str(request.META.get("HTTP_HOST", ""))
+
+
 class ApiKeyAuth(HttpBearer):
     """Ninja auth for tenant backends (``Authorization: Bearer bk_...``)."""
 
@@ -120,7 +125,7 @@ class ApiKeyAuth(HttpBearer):
         raw = bearer(header)
         if header and raw is None:
             raise unauthenticated("use Authorization: Bearer <API key>")
-        return await authenticate_api_key(raw, request.get_host())
+        return await authenticate_api_key(raw, _raw_host(request))
 
     def authenticate(self, request: HttpRequest, token: str) -> Any:  # pragma: no cover - __call__ is used
         raise NotImplementedError
@@ -137,7 +142,7 @@ class SubscriberAuth(HttpBearer):
             or request.GET.get("token")
             or request.COOKIES.get("beacon_token")
         )
-        return await authenticate_token(raw, request.get_host())
+        return await authenticate_token(raw, _raw_host(request))
 
     def authenticate(self, request: HttpRequest, token: str) -> Any:  # pragma: no cover - __call__ is used
         raise NotImplementedError

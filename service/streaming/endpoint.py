@@ -20,6 +20,8 @@ from urllib.parse import parse_qs
 from django.conf import settings
 
 from service.errors import ApiError, unauthenticated
+from service.http import query_problem
+from service.numbers import ascii_int
 from service.notifications.auth import authenticate_token, bearer
 from service.notifications.tokens import Subscriber
 from service.observability import metrics
@@ -62,10 +64,10 @@ def parse_last_event_id(request: Request) -> int | None:
         raw = request.query.get("last_event_id")
     if raw is None or raw == "":
         return None
-    raw = raw.strip()
-    if not raw.isdigit() or len(raw) > 19:
+    value = ascii_int(raw.strip(" \t"))  # only optional white space around ASCII digits (RFC 9110 5.5)
+    if value is None:
         raise ApiError(400, "invalid_last_event_id", "Last-Event-ID must be a non-negative integer")
-    return int(raw)
+    return value
 
 
 def cors_headers(request: Request, subscriber: Subscriber | None) -> list[tuple[bytes, bytes]]:
@@ -141,6 +143,8 @@ async def stream(scope: Scope, receive: Receive, send: Send, runtime: Runtime) -
                 or request.query.get("token")
                 or request.cookie("beacon_token")
             )
+            if (problem := query_problem(scope.get("query_string", b""))) is not None:
+                raise problem
             if not raw:
                 raise unauthenticated("a subscriber token is required (Authorization, token query or cookie)")
             subscriber = await authenticate_token(raw, request.host)
