@@ -41,10 +41,15 @@ def _too_large(limit: int) -> ApiError:
 
 
 async def _refuse(send: Send, error: ApiError) -> None:
-    headers = [(b"content-type", b"application/json"), (b"connection", b"close")]
+    body = error.to_bytes()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close"),  # the rest of the body is not read: this connection cannot be reused
+    ]
     headers += [(k.lower().encode(), v.encode()) for k, v in error.headers.items()]
     await send({"type": "http.response.start", "status": error.status, "headers": headers})
-    await send({"type": "http.response.body", "body": error.to_bytes()})
+    await send({"type": "http.response.body", "body": body})
 
 
 class ApiHandler(ASGIHandler):

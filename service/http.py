@@ -5,9 +5,9 @@ from __future__ import annotations
 import contextvars
 import re
 import uuid
-from urllib.parse import parse_qsl
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import parse_qsl
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponseBase
@@ -27,9 +27,7 @@ def query_problem(query_string: bytes) -> ApiError | None:
     for name, value in pairs:
         if _CONTROL.search(name) or _CONTROL.search(value):
             field = _CONTROL.sub("?", name)
-            return ApiError(
-                422, "invalid_field", f"{field}: control characters are not allowed", field=field
-            )
+            return ApiError(422, "invalid_field", f"{field}: control characters are not allowed", field=field)
     return None
 
 

@@ -3,6 +3,7 @@ number and host parsing."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from typing import Any
@@ -47,7 +48,9 @@ def _as_read(text: str) -> str:
 
 @FAST
 @given(data=TEXT, event_id=st.none() | IDS, name=st.none() | EVENT_NAMES)
-def test_any_text_is_framed_so_a_whatwg_parser_reads_it_back(data: str, event_id: int | None, name: str | None):
+def test_any_text_is_framed_so_a_whatwg_parser_reads_it_back(
+    data: str, event_id: int | None, name: str | None
+):
     frame = sse.event(data, id=event_id, name=name)
     parsed = parse(frame)
     assert len(parsed.events) == 1, frame
@@ -145,10 +148,8 @@ def test_values_jsonb_cannot_store_are_422(prefix: str, bad: str, as_key: bool, 
 @FAST
 @given(raw=st.binary(max_size=200))
 def test_any_bytes_parse_or_are_invalid_json(raw: bytes):
-    try:
+    with contextlib.suppress(jsonbody.InvalidJson):  # and nothing else
         jsonbody.parse(raw)
-    except jsonbody.InvalidJson:
-        pass
 
 
 @pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
@@ -177,7 +178,9 @@ def test_ascii_int_takes_ascii_digits_only(raw: str):
         assert value is None
 
 
-@pytest.mark.parametrize("raw", ["²", "١٢", "+5", " 5", "5 ", "1_0", "0x5", "5.0", "", "-1", "9" * 20, "\u0665"])
+@pytest.mark.parametrize(
+    "raw", ["²", "١٢", "+5", " 5", "5 ", "1_0", "0x5", "5.0", "", "-1", "9" * 20, "\u0665"]
+)
 def test_ascii_int_refuses_what_int_accepts(raw: str):
     assert ascii_int(raw) is None
 
@@ -199,7 +202,16 @@ def test_host_forms_normalise_to_one_name(name: str, port: int | None, dot: bool
 
 
 @pytest.mark.parametrize(
-    "raw", ["acme.localhost:x", "acme.localhost:99999", "acme..localhost", "a b", "acme.localhost:1:2", "é.x", ":80"]
+    "raw",
+    [
+        "acme.localhost:x",
+        "acme.localhost:99999",
+        "acme..localhost",
+        "a b",
+        "acme.localhost:1:2",
+        "é.x",
+        ":80",
+    ],
 )
 def test_malformed_hosts_are_refused(raw: str):
     assert hosts.normalize(raw) is None

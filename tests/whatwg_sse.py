@@ -77,10 +77,8 @@ def parse(stream: bytes) -> Parsed:
             event_type = value
         elif name == "data":
             data += value + "\n"
-        elif name == "id":
-            if "\x00" not in value:
-                last_event_id = value
-        elif name == "retry":
-            if value and all("0" <= c <= "9" for c in value):
-                retry = int(value)
+        elif name == "id" and "\x00" not in value:
+            last_event_id = value
+        elif name == "retry" and value and all("0" <= c <= "9" for c in value):
+            retry = int(value)
     return Parsed(events, retry, last_event_id)

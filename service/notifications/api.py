@@ -17,15 +17,14 @@ from service.notifications.auth import ApiKeyAuth, KeyPrincipal, SubscriberAuth
 from service.notifications.schemas import (
     BatchIn,
     Cursor,
-    PageLimit,
-    TargetId,
-    TopicList,
     ErrorOut,
     InboxOut,
     NotificationOut,
+    PageLimit,
     PublishIn,
     PublishOut,
     ReadAllOut,
+    TargetId,
     TokenIn,
     TokenOut,
     UnreadCountOut,
@@ -38,6 +37,14 @@ from service.timefmt import rfc3339
 router = Router()
 api_key = ApiKeyAuth()
 subscriber_token = SubscriberAuth()
+
+# Query parameters as the OpenAPI document states them (the view checks the full rules too). ``topic`` has
+# a plain list annotation so that ninja reads repeated parameters into it.
+TOPIC_PARAM: Any = QueryParam(
+    [], max_length=100, description="Repeat to include topics' notifications (<= 100)."
+)
+LIMIT_PARAM: Any = QueryParam(50, ge=1, le=inbox.MAX_PAGE, description="Page size, 1-100.")
+BEFORE_PARAM: Any = QueryParam(None, description="The `next` of the previous page (a notification id).")
 
 ERRORS: dict[int, Any] = {code: ErrorOut for code in (400, 401, 403, 404, 409, 413, 415, 422, 429, 503)}
 
@@ -109,10 +116,10 @@ async def publish_batch(request: HttpRequest, payload: BatchIn) -> HttpResponse:
 async def list_for_recipient(
     request: HttpRequest,
     recipient: TargetId,
-    topic: TopicList | None = QueryParam(None, description="Include these topics' notifications too."),
+    topic: list[TargetId] = TOPIC_PARAM,
     unread: bool = False,
-    limit: PageLimit = QueryParam(50, ge=1, le=inbox.MAX_PAGE, description="Page size, 1-100."),
-    before: Cursor | None = QueryParam(None, description="The `next` of the previous page."),
+    limit: PageLimit = LIMIT_PARAM,
+    before: Cursor | None = BEFORE_PARAM,
 ) -> Any:
     principal: KeyPrincipal = request.auth  # type: ignore[attr-defined]
     if not valid_target_id(recipient):
@@ -156,8 +163,8 @@ async def mint_token(request: HttpRequest, payload: TokenIn) -> Any:
 async def my_inbox(
     request: HttpRequest,
     unread: bool = False,
-    limit: PageLimit = QueryParam(50, ge=1, le=inbox.MAX_PAGE, description="Page size, 1-100."),
-    before: Cursor | None = QueryParam(None, description="The `next` of the previous page."),
+    limit: PageLimit = LIMIT_PARAM,
+    before: Cursor | None = BEFORE_PARAM,
 ) -> Any:
     who: Subscriber = request.auth  # type: ignore[attr-defined]
     cursor = inbox.validate_page_args(limit, before)

@@ -17,8 +17,8 @@ from django_tenants.utils import schema_context
 from service.broker import default_broker
 from service.broker.base import Announcement
 from service.errors import ApiError, not_found
-from service.numbers import ascii_int
 from service.notifications.models import Notification
+from service.numbers import ascii_int
 from service.timefmt import rfc3339
 from tenants.directory import TenantInfo
 

@@ -4,20 +4,27 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import annotated_types
-
 from ninja import Schema
-from pydantic import BeforeValidator, ConfigDict, Field, StringConstraints, StrictBool, StrictInt, StrictStr, field_validator, model_validator
+from pydantic import (
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from service import jsonbody
-from service.numbers import ascii_int
 from service.notifications import validation as v
+from service.numbers import ascii_int
 
 # What OpenAPI says about ids and names; the validators below are the full rule (printable characters).
 TargetId = Annotated[StrictStr, Field(min_length=1, max_length=v.MAX_ID_LENGTH, pattern=v.TARGET_PATTERN)]
 EventName = Annotated[StrictStr, Field(min_length=1, max_length=64, pattern=v.EVENT_RE.pattern)]
-
 
 
 def _digits(value: Any) -> Any:
@@ -32,7 +39,6 @@ def _digits(value: Any) -> Any:
 
 PageLimit = Annotated[int, BeforeValidator(_digits)]  # bounds (1-100) are given where it is used
 Cursor = Annotated[StrictStr, StringConstraints(pattern=r"^[0-9]{1,19}$")]
-TopicList = Annotated[list[TargetId], annotated_types.MaxLen(100)]
 
 
 def _target(value: str, what: str) -> str:
@@ -61,7 +67,9 @@ class PublishIn(Schema):
         found = jsonbody.storage_problem(value)
         if found is not None:
             path, problem = found
-            raise PydanticCustomError("invalid_field", f"at {path.lstrip('.')}: {problem}" if path else problem)
+            raise PydanticCustomError(
+                "invalid_field", f"at {path.lstrip('.')}: {problem}" if path else problem
+            )
         return value
 
     @field_validator("recipient", "topic")

@@ -21,7 +21,9 @@ from tenants.directory import TenantInfo
 MAX_TOKEN_TTL = 86_400
 MAX_TOPICS = 100
 MAX_TOKEN_LENGTH = 8192
-MAX_TIME_CLAIM = 253_402_300_799  # 9999-12-31T23:59:59Z: NumericDate claims (RFC 7519 section 2) beyond are refused
+MAX_TIME_CLAIM = (
+    253_402_300_799  # 9999-12-31T23:59:59Z: NumericDate claims (RFC 7519 section 2) beyond are refused
+)
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,12 @@ def verify(token: str, tenant: TenantInfo | None) -> Subscriber:
             token,
             tenant.signing_secret,
             algorithms=["HS256"],
-            options={"require": ["sub", "tid", "exp"], "verify_exp": False, "verify_iat": False, "verify_nbf": False},
+            options={
+                "require": ["sub", "tid", "exp"],
+                "verify_exp": False,
+                "verify_iat": False,
+                "verify_nbf": False,
+            },
         )
     except jwt.PyJWTError as exc:
         raise invalid_token(f"token does not verify: {exc}") from None

@@ -21,9 +21,9 @@ from django.conf import settings
 
 from service.errors import ApiError, unauthenticated
 from service.http import query_problem
-from service.numbers import ascii_int
 from service.notifications.auth import authenticate_token, bearer
 from service.notifications.tokens import Subscriber
+from service.numbers import ascii_int
 from service.observability import metrics
 from service.streaming import sse
 from service.streaming.hub import Subscription, keys_for
