@@ -93,8 +93,8 @@ async def authenticate_api_key(raw: str | None, host: str) -> KeyPrincipal:
 async def authenticate_token(raw: str | None, host: str) -> Subscriber:
     if not raw:
         raise unauthenticated("a subscriber token is required")
-    slug = tokens.unverified_tenant_slug(raw)
-    subscriber = tokens.verify(raw, await tenant_by_slug(slug))
+    decoded = tokens.decode(raw)  # parsed once; ``tid`` picks the secret that verifies it
+    subscriber = tokens.verify(decoded, await tenant_by_slug(decoded.tenant_slug))
     bind_tenant(subscriber.tenant.slug)
     await check_host(host, subscriber.tenant)
     return subscriber
