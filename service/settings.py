@@ -106,6 +106,12 @@ DRAIN_SECONDS = env_float("DRAIN_SECONDS", 20.0, minimum=0.0)
 MAX_CONNECTION_AGE_SECONDS = env_float("MAX_CONNECTION_AGE_SECONDS", 600.0, minimum=1.0)
 WORKER_MAX_CONNECTIONS = env_int("WORKER_MAX_CONNECTIONS", 10_000, minimum=1)
 STREAM_QUEUE_SIZE = env_int("STREAM_QUEUE_SIZE", 1000, minimum=1)
+# The replay window (docs/streaming.md): each tenant's newest notifications kept in every worker's memory, so
+# a resume within them needs no query. Rows per tenant, and bytes for all tenants of one worker.
+REPLAY_WINDOW_EVENTS = env_int("REPLAY_WINDOW_EVENTS", 20_000, minimum=0, maximum=10_000_000)
+REPLAY_WINDOW_BYTES = env_int("REPLAY_WINDOW_BYTES", 32 * 1024 * 1024, minimum=0)
+# Connects' slot and unread-count queries are batched: at most one statement of each kind per this interval.
+STREAM_BATCH_SECONDS = env_float("STREAM_BATCH_SECONDS", 0.02, minimum=0.0)
 STREAM_DB_POOL_SIZE = env_int("STREAM_DB_POOL_SIZE", 4, minimum=1, maximum=100)
 STREAM_SEND_TIMEOUT_SECONDS = env_float("STREAM_SEND_TIMEOUT_SECONDS", 10.0, minimum=0.01)
 API_KEY_CACHE_SECONDS = env_float("API_KEY_CACHE_SECONDS", 2.0, minimum=0.0)

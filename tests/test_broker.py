@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -17,11 +18,12 @@ from service.timefmt import rfc3339
 CREATED = "2026-11-25T12:00:00.000000Z"
 
 
+NOW = datetime.now(UTC)
+
+
 def _publish_in_sql(conn: psycopg.Connection[Any], tenant: Any, rows: list[tuple[Any, ...]]) -> list[int]:
     """Call the tenant schema's ``beacon_publish`` the way ``service/notifications/publish.py`` does."""
-    from datetime import UTC, datetime
-
-    now = datetime.now(UTC)
+    now = NOW
     (ids,) = conn.execute(
         f'SELECT "{tenant.schema_name}".beacon_publish(%s, %s, %s, %s, %s, %s::text[], %s::text[], '
         "%s::boolean[], %s::text[], %s::text[], %s::integer[], %s, %s, %s)",
@@ -63,7 +65,8 @@ def test_sql_and_python_encode_the_same_announcement(make_tenant: Any, size: str
         ids = _publish_in_sql(publisher, tenant, specs)
         notify = next(listener.notifies(timeout=10))
     from_sql = decode(notify.payload)
-    rows = [Row(i, r, t, b, e, CREATED, d) for i, (r, t, b, e, d) in zip(ids, specs, strict=True)]
+    expires = NOW.timestamp() + 60  # the ttl _publish_in_sql gives every row
+    rows = [Row(i, r, t, b, e, CREATED, d, expires) for i, (r, t, b, e, d) in zip(ids, specs, strict=True)]
     from_python = decode(encode(Announcement(tenant.schema_name, rows, sent_at=1.5)))
     assert from_sql == from_python
     if size == "large":

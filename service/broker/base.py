@@ -19,6 +19,9 @@ class Row:
     event: str | None
     created_at: str  # RFC 3339, already formatted once
     data_json: str | None  # the encoded ``data``; None when too big to carry and must be fetched
+    # When the row expires (``expires_at``, seconds since the epoch): replay from a worker's memory skips
+    # expired rows as the database does. ``None`` from a publisher that predates the field.
+    expires_at: float | None = None
 
 
 @dataclass(frozen=True)

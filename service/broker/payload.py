@@ -1,7 +1,8 @@
 """The announcement's wire format, defined once: encoded and decoded here, and built in SQL from here.
 
 Shape (compact JSON): ``{"s": schema, "t": sent_at, "n": [[id, recipient, topic, broadcast, event,
-created_at, data], …]}`` with rows inline while the payload fits ``MAX_PAYLOAD`` bytes, else
+created_at, data, expires_at], …]}`` (``expires_at`` in seconds since the epoch; rows of seven fields, from
+publishers that predate it, still decode, with ``expires_at`` ``None``) with rows inline while the payload fits ``MAX_PAYLOAD`` bytes, else
 ``{"s", "t", "r": [first_id, last_id]}`` and each process fetches the rows once; ``"u": {recipient: count}``
 carries unread counts after a read change. ``beacon_publish`` (migration ``notifications/0002``) builds the
 same JSON inside the publishing transaction from :func:`plpgsql_announce`, so PostgreSQL's NOTIFY and a
@@ -31,7 +32,9 @@ ROW_FIELDS: tuple[tuple[str, str], ...] = (
     ("event", "x.e"),
     ("created_at", "p_created"),
     ("data_json", "x.d"),
+    ("expires_at", "extract(epoch FROM p_now)::float8 + x.ttl"),
 )
+_OPTIONAL_TAIL = 1  # trailing fields older publishers leave out
 
 
 def _row_array(row: Row) -> list[Any]:
@@ -61,6 +64,8 @@ def decode(payload: str | bytes) -> Announcement:
     names = [name for name, _ in ROW_FIELDS]
     rows = []
     for values in message.get(ROWS, ()):
+        if len(values) == len(names) - _OPTIONAL_TAIL:
+            values = [*values, None]
         fields = dict(zip(names, values, strict=True))
         fields["broadcast"] = bool(fields["broadcast"])
         rows.append(Row(**fields))
@@ -78,7 +83,8 @@ def plpgsql_announce() -> str:
     """The PL/pgSQL block of ``beacon_publish`` that NOTIFYs this format on ``p_channel`` when it is set.
 
     Inputs of the function it relies on: ``ids`` (the inserted ids, ascending), the row arrays ``p_recipient``,
-    ``p_topic``, ``p_broadcast``, ``p_event``, ``p_data``, and ``p_created``, ``p_schema``, ``p_sent_at``.
+    ``p_topic``, ``p_broadcast``, ``p_event``, ``p_data``, ``p_ttl``, and ``p_created``, ``p_now``,
+    ``p_schema``, ``p_sent_at``.
     """
     row = ", ".join(expression for _, expression in ROW_FIELDS)
     return f"""
@@ -87,7 +93,8 @@ def plpgsql_announce() -> str:
                    json_agg(json_build_array({row}) ORDER BY x.id))::text
             INTO payload
             FROM (SELECT unnest(ids) AS id, unnest(p_recipient) AS r, unnest(p_topic) AS t,
-                         unnest(p_broadcast) AS b, unnest(p_event) AS e, unnest(p_data) AS d) AS x;
+                         unnest(p_broadcast) AS b, unnest(p_event) AS e, unnest(p_data) AS d,
+                         unnest(p_ttl) AS ttl) AS x;
         IF octet_length(payload) > {MAX_PAYLOAD} THEN
             payload := json_build_object('{SCHEMA}', p_schema, '{SENT_AT}', p_sent_at,
                                          '{RANGE}', json_build_array(ids[1], ids[array_length(ids, 1)]))::text;

@@ -164,8 +164,9 @@ def _store(cursor: Any, tenant: TenantInfo, pending: list[_Pending], now: dateti
             ) from None
         raise
     (ids,) = cursor.fetchone()
+    epoch = now.timestamp()
     stored = [
-        Row(i, p.recipient, p.topic, p.broadcast, p.event, created, p.data_json)
+        Row(i, p.recipient, p.topic, p.broadcast, p.event, created, p.data_json, epoch + p.ttl)
         for i, p in zip(ids, pending, strict=True)
     ]
     if settings.PUBLISH_ANNOUNCE and channel is None:  # a broker outside PostgreSQL: announce from here

@@ -30,7 +30,12 @@ DELIVERY_LATENCY = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
 REPLAYED_EVENTS = Counter(
-    "beacon_replayed_events_total", "Events sent from the database on resume.", ["tenant"]
+    "beacon_replayed_events_total", "Events replayed on resume (from the window or the database).", ["tenant"]
+)
+WINDOW_RESUMES = Counter(
+    "beacon_resumes_total",
+    "Resumes with Last-Event-ID, by what answered them: the worker's replay window or the database.",
+    ["source"],
 )
 RESETS = Counter("beacon_resets_total", "beacon.reset events sent, by reason.", ["reason"])
 HEARTBEATS = Counter("beacon_heartbeats_total", "Heartbeat comments written.")

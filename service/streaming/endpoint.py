@@ -35,7 +35,6 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 log = logging.getLogger(__name__)
-_background: set[asyncio.Task[None]] = set()
 MAX_COALESCED = 64  # queued frames written in one send...
 MAX_COALESCED_BYTES = 64 * 1024  # ...up to about this many bytes
 
@@ -89,6 +88,9 @@ async def refuse(
     headers += [(k.lower().encode(), v.encode()) for k, v in error.headers.items()]
     await send({"type": "http.response.start", "status": error.status, "headers": headers})
     await send({"type": "http.response.body", "body": error.to_bytes()})
+
+
+_background: set[asyncio.Task[None]] = set()
 
 
 def _release_later(runtime: Runtime, tenant_id: int, recipient: str) -> None:
@@ -268,21 +270,42 @@ async def _prepare(
     (or a reset), then ``beacon.unread`` with the recipient's current count, so a badge is right at once.
 
     A first connect starts at the newest id: the one this worker's listener last dispatched for the tenant
-    when it knows it (then one count query), else the table's newest (read with the count in one statement).
-    A resume replays from the database, or resets; the count comes with the bounds in the same statement.
+    when it knows it (then the count, batched with other connects'), else the table's newest (read with the
+    count in one statement). A resume within the replay window is answered from memory (plus the batched
+    count); any other resume replays from the database, or resets, the count coming in the same statement.
+    Called right after ``hub.add(sub)``: nothing before the window lookup may ``await``.
     """
     assert runtime.store is not None
     schema = subscriber.tenant.schema
     recipient = subscriber.recipient
+    limit = settings.REPLAY_LIMIT
     if last_id is None:
         known = runtime.newest_dispatched(schema)
         if known is not None:
             sub.position = known
-            unread = await runtime.store.unread_count(schema, recipient)
+            _, unread = await runtime.unread_counts.read(schema, recipient)
         else:
             sub.position, _, unread = await runtime.store.opening(schema, recipient)
         return [_unread(unread)]
-    limit = settings.REPLAY_LIMIT
+    window = runtime.listener.replay(schema, last_id, recipient, subscriber.topics, limit)
+    if window is not None:
+        metrics.WINDOW_RESUMES.labels("window").inc()
+        # Fix the position now (live items above the window's newest are queued from here on), then read the
+        # oldest stored id with the unread count (batched): rows purged past the client reset as below.
+        sub.position = window.frames[-1][0] if window.frames else last_id
+        oldest, unread = await runtime.unread_counts.read(schema, recipient)
+        reason = window.reset
+        if last_id > 0 and oldest is not None and last_id + 1 < oldest:
+            reason = "expired"
+        if reason is not None:
+            metrics.RESETS.labels(reason).inc()
+            sub.position = window.newest
+            reset = {"reason": reason, "resume_from": str(window.newest)}
+            return [sse.control("beacon.reset", reset), _unread(unread)]
+        if window.frames:
+            metrics.REPLAYED_EVENTS.labels(label).inc(len(window.frames))
+        return [*_coalesced([frame for _, frame in window.frames]), _unread(unread)]
+    metrics.WINDOW_RESUMES.labels("database").inc()
     newest, oldest, unread, rows = await runtime.store.replay(
         schema, last_id, recipient, subscriber.topics, limit + 1
     )
@@ -300,13 +323,12 @@ async def _prepare(
     sub.position = rows[-1].id if rows else last_id
     if rows:
         metrics.REPLAYED_EVENTS.labels(label).inc(len(rows))
-    return [
-        *(
-            b"".join(frame_for(row) for row in rows[start : start + MAX_COALESCED])
-            for start in range(0, len(rows), MAX_COALESCED)
-        ),
-        _unread(unread),
-    ]
+    return [*_coalesced([frame_for(row) for row in rows]), _unread(unread)]
+
+
+def _coalesced(frames: list[bytes]) -> list[bytes]:
+    """Frames joined into writes of at most ``MAX_COALESCED``."""
+    return [b"".join(frames[start : start + MAX_COALESCED]) for start in range(0, len(frames), MAX_COALESCED)]
 
 
 def _unread(count: int) -> bytes:

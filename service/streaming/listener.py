@@ -14,19 +14,23 @@ committed or rolled back. Hence:
 While it catches up after a (re)connect, live announcements are held and dispatched after it. One lock
 serialises dispatch with the periodic check (``check_newest``) that finds trailing announcements that were
 never sent. See docs/streaming.md, "Ordering and gaps".
+
+Every move of ``newest`` goes through ``_advance`` with the rows it dispatched, which also feeds the replay
+window (``service/streaming/window.py``): the window covers exactly the ranges the listener has completed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from service.broker.base import Announcement, Row
 from service.observability import metrics
 from service.streaming.dispatch import Dispatcher
 from service.streaming.hub import Hub
 from service.streaming.store import Store
+from service.streaming.window import Replay, ReplayWindow
 
 log = logging.getLogger(__name__)
 CATCH_UP_PAGE = 5000
@@ -42,8 +46,10 @@ class Listener:
         store: Callable[[], Store | None],
         on_connect: Callable[[], Awaitable[None]],
         is_draining: Callable[[], bool],
+        window: ReplayWindow | None = None,
     ) -> None:
         self.hub = hub
+        self.window = window if window is not None else ReplayWindow(0, 0)
         self.dispatcher = dispatcher
         self.connected = False
         self._store = store
@@ -63,6 +69,25 @@ class Listener:
     def newest_dispatched(self, schema: str) -> int | None:
         return self._newest.get(schema) if self.connected else None
 
+    def replay(
+        self, schema: str, last_id: int, recipient: str, topics: tuple[str, ...], limit: int
+    ) -> Replay | None:
+        """A resume answered from the replay window, or ``None`` (ask the database). Synchronous: call it right
+        after the stream joined the hub, with no ``await`` in between, so that every id above the window's
+        ``high`` reaches the stream live."""
+        if not self.connected or self._catching_up:
+            return None
+        return self.window.replay(schema, last_id, recipient, topics, limit)
+
+    def _advance(self, schema: str, rows: Sequence[Row] | None, after: int, sent_at: float = 0.0) -> None:
+        """Dispatch ``rows`` (every live row between ``newest`` and ``after``; ``None`` when not at hand and
+        no stream here wants them) and move ``newest`` to ``after``."""
+        before = self._newest.get(schema)
+        self.window.advance(schema, before, rows, after)
+        if rows:
+            self.dispatcher.rows(schema, rows, sent_at)
+        self._newest[schema] = after if before is None else max(before, after)
+
     def tracked(self) -> dict[str, int]:
         """The tenants with open streams and their ``newest`` (for the periodic check)."""
         return {s: n for s, n in self._newest.items() if self.hub.has_schema(s)}
@@ -79,7 +104,7 @@ class Listener:
         assert store is not None
         newest, _ = await store.bounds(schema)
         if self.connected and schema not in self._newest:
-            self._newest[schema] = newest
+            self._advance(schema, None, newest)
 
     async def on_connected(self, connected: bool) -> None:
         if not connected:
@@ -87,6 +112,7 @@ class Listener:
                 log.warning("listener disconnected; streams keep their positions and catch up on reconnect")
             self.connected = False
             self._newest.clear()
+            self.window.clear()
             metrics.LISTENER_CONNECTED.set(0)
             metrics.READY.set(0)
             return
@@ -99,6 +125,7 @@ class Listener:
             await self._on_connect()
             async with self._lock:
                 self._newest.clear()
+                self.window.clear()
                 await self._catch_up()
         finally:
             async with self._lock:
@@ -117,7 +144,7 @@ class Listener:
             if not subs:
                 continue
             after = min(sub.position for sub in subs)
-            self._newest[schema] = after
+            self._advance(schema, None, after)
             await self._fill(schema, None)
 
     async def on_announcement(self, announcement: Announcement) -> None:
@@ -155,7 +182,11 @@ class Listener:
         if known is not None and last <= known:
             return  # late or duplicate: these ids were dispatched (or found absent) already
         if not self.hub.has_schema(schema):
-            self._newest[schema] = last  # no stream here: a stream that joins later reads the database
+            # No stream here: nothing to dispatch or fill (a stream that joins later reads the database);
+            # the window keeps inline rows when they continue what it holds.
+            contiguous = known is not None and first <= known + 1 and announcement.id_range is None
+            kept = [row for row in announcement.rows if known is None or row.id > known]
+            self._advance(schema, kept if contiguous else None, last)
             return
         if known is not None and first > known + 1:
             metrics.BROKER_GAP_FILLS.labels("hole").inc()
@@ -168,8 +199,7 @@ class Listener:
             rows = await store.range(schema, first, last)
         if known is not None and first <= known:
             rows = [row for row in rows if row.id > known]
-        self._newest[schema] = last
-        self.dispatcher.rows(schema, rows, announcement.sent_at)
+        self._advance(schema, rows, last, announcement.sent_at)
 
     async def _fill(self, schema: str, upto: int | None) -> None:
         """Dispatch the tenant's rows after ``newest`` up to ``upto`` (every committed row when ``None``)."""
@@ -180,10 +210,9 @@ class Listener:
         while True:
             rows: list[Row] = await store.between(schema, after, limit, CATCH_UP_PAGE)
             if rows:
-                self.dispatcher.rows(schema, rows, 0.0)
                 after = rows[-1].id
-                self._newest[schema] = after
+                self._advance(schema, rows, after)
             if len(rows) < CATCH_UP_PAGE:
                 break
-        if upto is not None:
-            self._newest[schema] = max(self._newest[schema], upto)
+        if upto is not None and upto > self._newest[schema]:
+            self._advance(schema, [], upto)  # no live row in (after, upto]: the page came back short

@@ -28,7 +28,8 @@ from service.streaming.hub import Hub
 from service.streaming.listener import Listener
 from service.streaming.presence import WorkerPresence, register_worker
 from service.streaming.store import Store
-from service.streaming.unread import UnreadCoalescer
+from service.streaming.unread import UnreadCoalescer, UnreadCounts
+from service.streaming.window import ReplayWindow
 
 __all__ = ["Runtime", "frame_for"]
 
@@ -40,12 +41,19 @@ class Runtime:
         self.pool: AsyncConnectionPool | None = None
         self.store: Store | None = None
         self.open_streams = 0
+        self.window = ReplayWindow(settings.REPLAY_WINDOW_EVENTS, settings.REPLAY_WINDOW_BYTES)
+        self.unread_counts = UnreadCounts(lambda: self.store, settings.STREAM_BATCH_SECONDS)
         self.broker = default_broker()
         self.drainer = Drainer(self.hub, lambda: self.open_streams, settings.DRAIN_SECONDS)
         self.unread = UnreadCoalescer(self.hub, lambda: self.store, self._send_unread)
         self.dispatcher = Dispatcher(self.hub, self.unread.note)
         self.listener = Listener(
-            self.hub, self.dispatcher, lambda: self.store, self._register_worker, lambda: self.draining
+            self.hub,
+            self.dispatcher,
+            lambda: self.store,
+            self._register_worker,
+            lambda: self.draining,
+            self.window,
         )
         self.presence: WorkerPresence | None = None
         if (

@@ -15,7 +15,9 @@ from psycopg_pool import AsyncConnectionPool
 from service.broker.base import Row
 from service.timefmt import rfc3339
 
-_COLUMNS = sql.SQL("id, recipient, topic, broadcast, event, data::text, created_at")
+_COLUMNS = sql.SQL(
+    "id, recipient, topic, broadcast, event, data::text, created_at, extract(epoch FROM expires_at)::float8"
+)
 
 
 def _table(schema: str) -> sql.Composed:
@@ -35,8 +37,8 @@ def _opening_query(schema: str) -> sql.Composed:
 
 
 def _row(values: Sequence[Any]) -> Row:
-    id_, recipient, topic, broadcast, event, data_json, created_at = values
-    return Row(id_, recipient, topic, broadcast, event, rfc3339(created_at), data_json)
+    id_, recipient, topic, broadcast, event, data_json, created_at, expires_at = values
+    return Row(id_, recipient, topic, broadcast, event, rfc3339(created_at), data_json, expires_at)
 
 
 class Store:
@@ -112,6 +114,24 @@ class Store:
             cur = await conn.execute(query, [wanted])
             found = {r: int(c) for r, c in await cur.fetchall()}
         return {r: found.get(r, 0) for r in wanted}
+
+    async def oldest_and_unread(
+        self, schema: str, recipients: Iterable[str]
+    ) -> tuple[int | None, dict[str, int]]:
+        """The tenant's oldest retained id (``None`` when empty) and these recipients' unread counts: one
+        statement for a batch of opening streams (``service/streaming/unread.UnreadCounts``)."""
+        wanted = list(recipients)
+        query = sql.SQL(
+            "SELECT NULL::text, min(id) FROM {t} UNION ALL "
+            "SELECT recipient, count(*) FROM {t} WHERE recipient = ANY(%s) AND read_at IS NULL "
+            "AND expires_at > now() GROUP BY recipient"
+        ).format(t=_table(schema))
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(query, [wanted])
+            result = await cur.fetchall()
+        oldest = next((value for recipient, value in result if recipient is None), None)
+        found = {r: int(c) for r, c in result if r is not None}
+        return (int(oldest) if oldest is not None else None), {r: found.get(r, 0) for r in wanted}
 
     async def acquire_slot(
         self, tenant_id: int, recipient: str, worker: str, max_tenant: int, max_recipient: int
