@@ -32,6 +32,14 @@ DELIVERY_LATENCY = Histogram(
 REPLAYED_EVENTS = Counter(
     "beacon_replayed_events_total", "Events replayed on resume (from the window or the database).", ["tenant"]
 )
+BATCH_STATEMENTS = Counter(
+    "beacon_stream_batch_statements_total",
+    "Statements sent for batched per-connect work (slots, unread counts), by kind.",
+    ["kind"],
+)
+BATCHED_REQUESTS = Counter(
+    "beacon_stream_batched_requests_total", "Per-connect requests answered by those statements.", ["kind"]
+)
 WINDOW_RESUMES = Counter(
     "beacon_resumes_total",
     "Resumes with Last-Event-ID, by what answered them: the worker's replay window or the database.",

@@ -14,6 +14,8 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
+from service.observability import metrics
+
 log = logging.getLogger(__name__)
 Q = TypeVar("Q")
 A = TypeVar("A")
@@ -59,6 +61,8 @@ class Batcher(Generic[Q, A]):
             if not batch:
                 continue
             self.statements += 1
+            metrics.BATCH_STATEMENTS.labels(self.name).inc()
+            metrics.BATCHED_REQUESTS.labels(self.name).inc(len(batch))
             try:
                 answers = await self._handle([query for query, _ in batch])
             except Exception as exc:

@@ -90,26 +90,6 @@ async def refuse(
     await send({"type": "http.response.body", "body": error.to_bytes()})
 
 
-_background: set[asyncio.Task[None]] = set()
-
-
-def _release_later(runtime: Runtime, tenant_id: int, recipient: str) -> None:
-    """Give the slot back without delaying the close (and even when the stream task is cancelled)."""
-    if runtime.store is None:
-        return
-
-    async def release() -> None:
-        try:
-            assert runtime.store is not None
-            await runtime.store.release_slot(tenant_id, recipient, runtime.worker_id)
-        except Exception:
-            log.warning("could not release a stream slot; it is dropped when this worker's listener ends")
-
-    task = asyncio.ensure_future(release())
-    _background.add(task)
-    task.add_done_callback(_background.discard)
-
-
 async def stream(scope: Scope, receive: Receive, send: Send, runtime: Runtime) -> None:
     request = Request(scope)
     headers = await cors_for(request)
@@ -150,12 +130,9 @@ async def stream(scope: Scope, receive: Receive, send: Send, runtime: Runtime) -
                 headers = cors.actual_headers(origin)
             last_id = parse_last_event_id(request)
             tenant = subscriber.tenant
-            outcome = await runtime.store.acquire_slot(
-                tenant.id,
-                subscriber.recipient,
-                runtime.worker_id,
-                tenant.max_connections,
-                tenant.max_connections_per_recipient,
+            assert runtime.slots is not None
+            outcome = await runtime.slots.acquire(  # batched with other connects' (service/streaming/slots)
+                tenant.id, subscriber.recipient, tenant.max_connections, tenant.max_connections_per_recipient
             )
             if outcome != "ok":
                 scope_name = "tenant" if outcome == "tenant" else "recipient"
@@ -181,8 +158,8 @@ async def stream(scope: Scope, receive: Receive, send: Send, runtime: Runtime) -
         await _serve(scope, receive, send, runtime, headers, subscriber, last_id)
     finally:
         runtime.open_streams -= 1
-        if slot is not None:
-            _release_later(runtime, *slot)
+        if slot is not None and runtime.slots is not None:
+            runtime.slots.release(*slot)  # rides on the next slot statement; never delays the close
 
 
 async def _serve(

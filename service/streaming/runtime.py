@@ -27,6 +27,7 @@ from service.streaming.heartbeats import run_heartbeats
 from service.streaming.hub import Hub
 from service.streaming.listener import Listener
 from service.streaming.presence import WorkerPresence, register_worker
+from service.streaming.slots import Slots
 from service.streaming.store import Store
 from service.streaming.unread import UnreadCoalescer, UnreadCounts
 from service.streaming.window import ReplayWindow
@@ -40,6 +41,7 @@ class Runtime:
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.pool: AsyncConnectionPool | None = None
         self.store: Store | None = None
+        self.slots: Slots | None = None
         self.open_streams = 0
         self.window = ReplayWindow(settings.REPLAY_WINDOW_EVENTS, settings.REPLAY_WINDOW_BYTES)
         self.unread_counts = UnreadCounts(lambda: self.store, settings.STREAM_BATCH_SECONDS)
@@ -89,6 +91,7 @@ class Runtime:
         )
         await self.pool.open(wait=False)
         self.store = Store(self.pool)
+        self.slots = Slots(self.pool, self.worker_id, settings.STREAM_BATCH_SECONDS)
         self._tasks = [
             asyncio.create_task(
                 self.broker.listen(self.listener.on_announcement, self.listener.on_connected),
@@ -110,6 +113,8 @@ class Runtime:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if self.slots is not None:
+            await self.slots.close()  # pending releases
         if self.pool is not None:
             await self.pool.close()
         metrics.LISTENER_CONNECTED.set(0)
