@@ -26,7 +26,7 @@ from service.notifications.auth import authenticate_token, bearer
 from service.notifications.tokens import Subscriber
 from service.numbers import ascii_int
 from service.observability import metrics
-from service.streaming import sse
+from service.streaming import delivery_metrics, sse
 from service.streaming.hub import Subscription, keys_for
 from service.streaming.runtime import Runtime, frame_for
 
@@ -340,13 +340,11 @@ async def _live(send: Send, sub: Subscription, subscriber: Subscriber, label: st
             await _write(send, b"".join(frames))
             sub.last_write = time.monotonic()
             if pings and len(frames) == 1:
-                metrics.HEARTBEATS.inc()
+                delivery_metrics.heartbeat()
             if sent_at:
                 now = time.time()
-                metrics.EVENTS_DELIVERED.labels(label).inc(len(sent_at))
-                for moment in sent_at:
-                    if moment:
-                        metrics.DELIVERY_LATENCY.observe(max(now - moment, 0.0))
+                latencies = [max(now - moment, 0.0) for moment in sent_at if moment]
+                delivery_metrics.delivered(label, len(sent_at), latencies)
             continue
         now = loop.time()
         if now >= expires:
@@ -356,4 +354,5 @@ async def _live(send: Send, sub: Subscription, subscriber: Subscriber, label: st
         if now >= max_age:
             sub.close("max_age")
             break
-        await sub.wait(min(expires, max_age) - now)
+        sub.deadline = min(expires, max_age)  # the heartbeat ticker wakes the stream once it has passed
+        await sub.wait()

@@ -1,4 +1,5 @@
-"""One heartbeat ticker per worker: ``: ping`` for every stream silent for ``HEARTBEAT_SECONDS``."""
+"""One ticker per worker: ``: ping`` for every stream silent for ``HEARTBEAT_SECONDS``, and a wake-up for
+every stream whose deadline (token expiry, maximum age) has passed: streams arm no timers of their own."""
 
 from __future__ import annotations
 
@@ -15,11 +16,15 @@ async def run_heartbeats(hub: Hub, interval: float) -> None:
     per stream (at 10k streams, re-arming per-stream timers was most of the idle CPU)."""
     tick = min(1.0, interval / 4)
     ping = Item(None, sse.PING)
+    loop = asyncio.get_running_loop()
     while True:
         await asyncio.sleep(tick)
         now = time.monotonic()
         due = now - interval
+        deadline_passed = loop.time()
         for sub in hub.subscriptions():
             if sub.last_write <= due:
                 sub.last_write = now  # counts as written: no second ping while this one waits
                 push(sub, ping)
+            if sub.deadline <= deadline_passed:
+                sub.wake()  # its token expired or it reached its maximum age: the stream ends itself

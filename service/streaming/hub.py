@@ -39,6 +39,7 @@ class Subscription:
         "_limit",
         "_waiter",
         "closed",
+        "deadline",
         "keys",
         "last_write",
         "position",
@@ -55,6 +56,9 @@ class Subscription:
         )
         self.closed: str | None = None  # why the stream must end, once it must
         self.last_write = time.monotonic()  # of the last write (or queued heartbeat): the ticker's clock
+        self.deadline = float(
+            "inf"
+        )  # loop time of the token's expiry or the maximum age: the ticker wakes it
         self._items: deque[Item] = deque()
         self._limit = limit
         self._waiter: asyncio.Future[None] | None = None
@@ -75,6 +79,10 @@ class Subscription:
             self.closed = reason
         self._wake()
 
+    def wake(self) -> None:
+        """Make ``wait`` return (the ticker, once ``deadline`` has passed)."""
+        self._wake()
+
     def _wake(self) -> None:
         waiter = self._waiter
         if waiter is not None and not waiter.done():
@@ -83,16 +91,15 @@ class Subscription:
     def pop(self) -> Item | None:
         return self._items.popleft() if self._items else None
 
-    async def wait(self, seconds: float) -> None:
-        """Return when an item is queued, the stream is closed, or ``seconds`` pass."""
-        if self._items or self.closed is not None or seconds <= 0:
+    async def wait(self) -> None:
+        """Return when an item is queued, the stream is closed, or ``wake`` is called. No timer of its own:
+        a timer armed and cancelled per wait cost two heap operations per stream per event (and per stream
+        while idle); the worker's ticker (``heartbeats.py``) wakes streams whose ``deadline`` has passed."""
+        if self._items or self.closed is not None:
             return
         self._waiter = asyncio.get_running_loop().create_future()
         try:
-            async with asyncio.timeout(seconds):
-                await self._waiter
-        except TimeoutError:
-            pass
+            await self._waiter
         finally:
             self._waiter = None
 
