@@ -276,6 +276,23 @@ class BeaconTenant:
     api_key: str
 
 
+def server_counter(server: Gunicorn, name: str) -> dict[str, float]:
+    """A counter summed over the server's workers, by its first label's value, read from the multiprocess
+    files its workers write (``PROMETHEUS_MULTIPROC_DIR``): exact, and no request to the server."""
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry, path=str(server.prom_dir))
+    values: dict[str, float] = {}
+    for metric in registry.collect():
+        for sample in metric.samples:
+            if sample.name == name:
+                label = next(iter(sample.labels.values()), "")
+                values[label] = values.get(label, 0.0) + sample.value
+    return values
+
+
 def manage(args: list[str], database_url: str) -> str:
     env = {**os.environ, "DATABASE_URL": database_url, "DJANGO_SETTINGS_MODULE": "service.settings"}
     out = subprocess.run(
@@ -325,8 +342,12 @@ class Gunicorn:
     def log_path(self) -> Path:
         return self.workdir / f"{self.name}-{self.port}.log"
 
+    @property
+    def prom_dir(self) -> Path:
+        return self.workdir / f"prom-{self.name}-{self.port}"
+
     def start(self, timeout: float = 90.0) -> Gunicorn:
-        prom = self.workdir / f"prom-{self.name}-{self.port}"
+        prom = self.prom_dir
         prom.mkdir(parents=True, exist_ok=True)
         env = {
             **os.environ,

@@ -21,11 +21,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import infra, report, scenarios
+from bench import infra, plot, report, scenarios
 from bench.client import ClientPool
 from bench.scenarios import Config
 
-ALL_SCENARIOS = ["idle", "broadcast", "latency", "storm", "ingest"]
+ALL_SCENARIOS = ["idle", "broadcast", "latency", "storm", "ingest"]  # "ingest" includes the paced run
 ALL_PEERS = ["tutorial", "starlette", "django"]
 
 
@@ -50,7 +50,8 @@ def parse(argv: list[str] | None) -> tuple[Config, argparse.Namespace]:
     )
     parser.add_argument("--levels", help="idle stream counts, e.g. 1000,5000,10000")
     parser.add_argument("--latency-streams", type=int)
-    parser.add_argument("--storm-streams", type=int)
+    parser.add_argument("--storm-streams", help="storm sizes, e.g. 5000,10000")
+    parser.add_argument("--latency-runs", help="streams:rate pairs, e.g. 1000:200,10000:1000")
     parser.add_argument("--tutorial-cap", type=int, help="streams attempted against the tutorial peer")
     parser.add_argument("--client-procs", type=int, default=2, help="client processes (default 2)")
     parser.add_argument(
@@ -78,8 +79,13 @@ def parse(argv: list[str] | None) -> tuple[Config, argparse.Namespace]:
         cfg.idle_levels = sorted(int(x) for x in args.levels.split(","))
     if args.latency_streams:
         cfg.latency_streams = args.latency_streams
+        cfg.latency_runs = [(args.latency_streams, cfg.latency_rate)]
+    if args.latency_runs:
+        cfg.latency_runs = [
+            (int(a), float(b)) for a, b in (x.split(":") for x in args.latency_runs.split(","))
+        ]
     if args.storm_streams:
-        cfg.storm_streams = args.storm_streams
+        cfg.storm_levels = [int(x) for x in args.storm_streams.split(",")]
     if args.tutorial_cap:
         cfg.tutorial_cap = args.tutorial_cap
     cfg.client_procs = max(1, args.client_procs)
@@ -130,11 +136,16 @@ async def run_beacon(
                 cfg, pg, pool, target, levels, emit, "broadcast" in cfg.scenarios
             )
         if "latency" in cfg.scenarios:
-            log(f"beacon: latency over {cfg.latency_streams} streams at {cfg.latency_rate}/s")
-            await scenarios.latency(cfg, pg, pool, target, cfg.latency_streams, emit)
+            for streams, rate in cfg.latency_runs:
+                log(f"beacon: latency over {streams} streams at {rate}/s")
+                await scenarios.latency(cfg, pg, pool, target, streams, emit, rate)
         if "storm" in cfg.scenarios:
-            log(f"beacon: reconnect storm of {cfg.storm_streams}")
-            await scenarios.storm(cfg, pg, pool, target, emit)
+            for size in cfg.storm_levels:
+                log(f"beacon: reconnect storm of {size}")
+                await scenarios.storm(cfg, pg, pool, target, emit, size)
+        if "ingest" in cfg.scenarios:
+            log(f"beacon: single publishes offered at {cfg.paced_ingest_rate}/s (request latency)")
+            await scenarios.paced_ingest(cfg, pg, target, emit)
         if "ingest" in cfg.scenarios:
             # NOTIFY on, off, on, off, ...: alternating rounds so that other work on the machine biases
             # neither side; the report averages each side over its rounds.
@@ -313,6 +324,12 @@ async def amain(cfg: Config, args: argparse.Namespace) -> int:
         else:
             shutil.rmtree(workdir, ignore_errors=True)
         write_json(Path(args.out), {"meta": meta, "results": results})
+    png = Path(args.out).with_suffix(".png")
+    try:
+        plot.plot(results, png)
+        log(f"plot written to {png}")
+    except Exception as exc:  # the tables matter more than the picture
+        log(f"no plot: {type(exc).__name__}: {exc}")
     text = report.tables(results)
     m = meta["machine"]
     print(

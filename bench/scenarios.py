@@ -57,9 +57,13 @@ class Config:
     latency_streams: int = 1000
     latency_rate: float = 200.0
     latency_seconds: float = 10.0
+    # (open streams, publishes/s to random recipients): the first is the old scenario, the second issue 13's
+    latency_runs: list[tuple[int, float]] = field(default_factory=lambda: [(1000, 200.0), (10000, 1000.0)])
     broadcast_reps: int = 3
     storm_streams: int = 5000
+    storm_levels: list[int] = field(default_factory=lambda: [5000, 10000])
     storm_rate: float = 200.0
+    paced_ingest_rate: float = 500.0  # single publishes offered open-loop: request latency at this rate
     ingest_seconds: float = 5.0
     ingest_rounds: int = 2
     ingest_concurrency: int = 32
@@ -83,8 +87,11 @@ class Config:
             latency_streams=500,
             latency_rate=100.0,
             latency_seconds=5.0,
+            latency_runs=[(500, 100.0)],
             broadcast_reps=2,
             storm_streams=500,
+            storm_levels=[500],
+            paced_ingest_rate=100.0,
             storm_rate=100.0,
             ingest_seconds=3.0,
             ingest_rounds=1,
@@ -373,10 +380,10 @@ async def idle_and_broadcast(
                 }
             )
         emit(result)
+        if broadcast and accepted:  # at every level: latency against open streams, for the plot
+            await broadcast_reps(cfg, pool, target, accepted, emit)
     if db_sampler is not None:
         db_sampler.close()
-    if broadcast and accepted:
-        await broadcast_reps(cfg, pool, target, accepted, emit)
     await pool.close()
 
 
@@ -394,6 +401,7 @@ async def broadcast_reps(
                 "expected": expected,
                 "last_ms": ms(max(samples) if samples else None),
                 "p50_ms": ms(percentile(samples, 50)),
+                "p99_ms": ms(percentile(samples, 99)),
                 **info,
             }
         )
@@ -407,6 +415,9 @@ async def broadcast_reps(
             "last_ms_median": lasts[len(lasts) // 2] if lasts else None,
             "last_ms_max": lasts[-1] if lasts else None,
             "p50_ms_median": sorted(r["p50_ms"] for r in reps if r["p50_ms"] is not None)[len(reps) // 2]
+            if reps
+            else None,
+            "p99_ms_median": sorted(r["p99_ms"] for r in reps if r["p99_ms"] is not None)[len(reps) // 2]
             if reps
             else None,
             "all_received": all(r["received"] >= r["expected"] for r in reps),
@@ -455,7 +466,9 @@ async def latency(
     target: Target,
     streams: int,
     emit: Callable[[dict[str, Any]], None],
+    rate: float | None = None,
 ) -> None:
+    rate = rate or cfg.latency_rate
     await pool.target("127.0.0.1", target.server.port)
     db_sampler = pg.sampler(target.database)
     opened = await pool.open(target.specs("lat", 0, streams), inflight=cfg.connect_inflight)
@@ -478,16 +491,14 @@ async def latency(
     rng = random.Random(7)
     with sampled(db_sampler) as sampler:
         m0 = meter.snapshot()
-        sent = await paced(
-            cfg.latency_rate, cfg.latency_seconds, lambda i: target.publish(rng.choice(keys), "lat")
-        )
+        sent = await paced(rate, cfg.latency_seconds, lambda i: target.publish(rng.choice(keys), "lat"))
         m1 = meter.snapshot()
     await asyncio.sleep(2.5 if target.name == "tutorial" else 1.0)
     samples = await pool.samples("lat")
     load = Meter.delta(m0, m1)
     result.update(
         {
-            "rate": cfg.latency_rate,
+            "rate": rate,
             "published": sent["ok"],
             "publish_errors": sent["errors"],
             "achieved_rate": round(sent["ok"] / sent["elapsed"], 1),
@@ -614,8 +625,9 @@ async def storm(
     pool: ClientPool,
     target: BeaconTarget,
     emit: Callable[[dict[str, Any]], None],
+    n: int | None = None,
 ) -> None:
-    n = cfg.storm_streams
+    n = n or cfg.storm_streams
     await pool.target("127.0.0.1", target.server.port)
     first = await pool.open(target.specs("storm", 0, n, track=True), inflight=cfg.connect_inflight)
     keys = sorted(first["ok_keys"])
@@ -687,8 +699,12 @@ async def storm(
     await asyncio.sleep(2.0)
     with sampled(db_sampler) as sampler:
         m0 = meter.snapshot()
+        q0 = infra.server_counter(target.server, "beacon_stream_queries_total")
+        p0 = published
         resumed = await pool.storm(inflight=max(n, 1))  # all at once: no client-side pacing
+        q1 = infra.server_counter(target.server, "beacon_stream_queries_total")
         m1 = meter.snapshot()
+        published_in_storm = published - p0
     await asyncio.sleep(3.0)
     stop.set()
     await pub
@@ -745,9 +761,53 @@ async def storm(
             "client_cpu_pct": load["client_cpu_pct"],
             "other_cpu_pct": load["other_cpu_pct"],
             "db_waits": sampler.top_waits() if sampler else None,
+            # Statements the stream side sent during the storm (exact, from Beacon's own counter, by kind),
+            # and every client statement the sampler saw start (a lower bound; includes the publisher's).
+            "stream_statements": sum(q1.values()) - sum(q0.values()),
+            "stream_statements_by_kind": {k: v - q0.get(k, 0) for k, v in q1.items() if v - q0.get(k, 0)},
+            "db_statements_sampled": len(sampler.statements) if sampler else None,
+            "publishes_during_storm": published_in_storm,
         }
     )
     emit(result)
     if db_sampler is not None:
         db_sampler.close()
     await pool.close()
+
+
+# --------------------------------------------------------------------------------------------------------
+# scenario 6: single publishes offered open-loop at a fixed rate: request latency
+# --------------------------------------------------------------------------------------------------------
+async def paced_ingest(
+    cfg: Config, pg: infra.Postgres, target: BeaconTarget, emit: Callable[[dict[str, Any]], None]
+) -> None:
+    meter = Meter(pg, target.server.worker_pids, [], target.database)
+    took: list[float] = []
+    statuses: Counter[int] = Counter()
+
+    async def fire(i: int) -> None:
+        t = time.monotonic()
+        status, _ = await target.post({"recipient": f"paced-{i % 500}", "event": "bench.paced", "data": i})
+        statuses[status] += 1
+        if status == 201:
+            took.append(time.monotonic() - t)
+
+    await paced(cfg.paced_ingest_rate, 1.0, fire, limit=256)  # warm-up
+    took.clear()
+    statuses.clear()
+    m0 = meter.snapshot()
+    sent = await paced(cfg.paced_ingest_rate, cfg.ingest_seconds * 2, fire, limit=256)
+    m1 = meter.snapshot()
+    used = Meter.delta(m0, m1)
+    emit(
+        {
+            "scenario": "ingest_paced",
+            "target": "beacon",
+            "rate": cfg.paced_ingest_rate,
+            "achieved_rate": round(len(took) / sent["elapsed"], 1),
+            "statuses": {str(k): v for k, v in statuses.items()},
+            **{f"request_{k}": v for k, v in dist(took).items()},
+            "server_cpu_pct": used["server_cpu_pct"],
+            "pg_cpu_pct": used["pg_cpu_pct"],
+        }
+    )

@@ -32,6 +32,11 @@ DELIVERY_LATENCY = Histogram(
 REPLAYED_EVENTS = Counter(
     "beacon_replayed_events_total", "Events replayed on resume (from the window or the database).", ["tenant"]
 )
+STREAM_QUERIES = Counter(
+    "beacon_stream_queries_total",
+    "Statements the stream side sent on its pool (replay, slots, counts, fills), by kind.",
+    ["kind"],
+)
 BATCH_STATEMENTS = Counter(
     "beacon_stream_batch_statements_total",
     "Statements sent for batched per-connect work (slots, unread counts), by kind.",

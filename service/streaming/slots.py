@@ -15,6 +15,7 @@ from typing import NamedTuple
 
 from psycopg_pool import AsyncConnectionPool
 
+from service.observability import metrics
 from service.streaming.batching import Batcher
 
 OK = "ok"
@@ -47,6 +48,7 @@ class Slots:
     async def _send(self, ops: list[SlotOp]) -> Sequence[str]:
         releases = [op for op in ops if op.max_tenant < 0]
         acquires = [op for op in ops if op.max_tenant >= 0]
+        metrics.STREAM_QUERIES.labels("slots_batch").inc()
         async with self._pool.connection() as conn:
             cur = await conn.execute(
                 "SELECT beacon_slots(%s, %s::bigint[], %s::text[], %s::bigint[], %s::text[], %s::integer[], "

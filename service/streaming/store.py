@@ -13,6 +13,7 @@ from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
 from service.broker.base import Row
+from service.observability import metrics
 from service.timefmt import rfc3339
 
 _COLUMNS = sql.SQL(
@@ -45,16 +46,21 @@ class Store:
     def __init__(self, pool: AsyncConnectionPool) -> None:
         self.pool = pool
 
+    def _connection(self, kind: str) -> Any:
+        """A pooled connection for one statement of ``kind``, counted (``beacon_stream_queries_total``)."""
+        metrics.STREAM_QUERIES.labels(kind).inc()
+        return self.pool.connection()
+
     async def bounds(self, schema: str) -> tuple[int, int | None]:
         """``(newest id or 0, oldest retained id or None)``: both are index-only min/max lookups."""
-        async with self.pool.connection() as conn:
+        async with self._connection("bounds") as conn:
             cur = await conn.execute(_bounds_query(schema))
             newest, oldest = await cur.fetchone() or (None, None)
         return int(newest or 0), oldest
 
     async def opening(self, schema: str, recipient: str) -> tuple[int, int | None, int]:
         """``(newest id or 0, oldest retained id or None, recipient's unread count)`` in one statement."""
-        async with self.pool.connection() as conn:
+        async with self._connection("opening") as conn:
             cur = await conn.execute(_opening_query(schema), [recipient])
             newest, oldest, unread = await cur.fetchone() or (None, None, 0)
         return int(newest or 0), oldest, int(unread or 0)
@@ -70,7 +76,7 @@ class Store:
             "SELECT {cols} FROM {t} WHERE id > %s AND expires_at > now() "
             "AND (recipient = %s OR broadcast OR topic = ANY(%s)) ORDER BY id LIMIT %s"
         ).format(cols=_COLUMNS, t=_table(schema))
-        async with self.pool.connection() as conn:
+        async with self._connection("replay") as conn:
             cur = await conn.execute(_opening_query(schema), [recipient])
             newest, oldest, unread = await cur.fetchone() or (None, None, 0)
             cur = await conn.execute(query, [after, recipient, list(topics), limit])
@@ -82,7 +88,7 @@ class Store:
         query = sql.SQL("SELECT {cols} FROM {t} WHERE id BETWEEN %s AND %s ORDER BY id").format(
             cols=_COLUMNS, t=_table(schema)
         )
-        async with self.pool.connection() as conn:
+        async with self._connection("range") as conn:
             cur = await conn.execute(query, [low, high])
             return [_row(r) for r in await cur.fetchall()]
 
@@ -91,7 +97,7 @@ class Store:
         query = sql.SQL(
             "SELECT {cols} FROM {t} WHERE id > %s AND expires_at > now() ORDER BY id LIMIT %s"
         ).format(cols=_COLUMNS, t=_table(schema))
-        async with self.pool.connection() as conn:
+        async with self._connection("catch_up") as conn:
             cur = await conn.execute(query, [after, limit])
             return [_row(r) for r in await cur.fetchall()]
 
@@ -100,7 +106,7 @@ class Store:
         query = sql.SQL(
             "SELECT {cols} FROM {t} WHERE id > %s AND id <= %s AND expires_at > now() ORDER BY id LIMIT %s"
         ).format(cols=_COLUMNS, t=_table(schema))
-        async with self.pool.connection() as conn:
+        async with self._connection("fill") as conn:
             cur = await conn.execute(query, [after, upto, limit])
             return [_row(r) for r in await cur.fetchall()]
 
@@ -110,7 +116,7 @@ class Store:
             "SELECT recipient, count(*) FROM {t} WHERE recipient = ANY(%s) AND read_at IS NULL "
             "AND expires_at > now() GROUP BY recipient"
         ).format(t=_table(schema))
-        async with self.pool.connection() as conn:
+        async with self._connection("unread") as conn:
             cur = await conn.execute(query, [wanted])
             found = {r: int(c) for r, c in await cur.fetchall()}
         return {r: found.get(r, 0) for r in wanted}
@@ -126,7 +132,7 @@ class Store:
             "SELECT recipient, count(*) FROM {t} WHERE recipient = ANY(%s) AND read_at IS NULL "
             "AND expires_at > now() GROUP BY recipient"
         ).format(t=_table(schema))
-        async with self.pool.connection() as conn:
+        async with self._connection("opening_batch") as conn:
             cur = await conn.execute(query, [wanted])
             result = await cur.fetchall()
         oldest = next((value for recipient, value in result if recipient is None), None)
@@ -136,7 +142,7 @@ class Store:
     async def acquire_slot(
         self, tenant_id: int, recipient: str, worker: str, max_tenant: int, max_recipient: int
     ) -> str:
-        async with self.pool.connection() as conn:
+        async with self._connection("slot") as conn:
             cur = await conn.execute(
                 "SELECT beacon_acquire_slot(%s, %s, %s, %s, %s)",
                 [tenant_id, recipient, worker, max_tenant, max_recipient],
@@ -145,11 +151,11 @@ class Store:
         return str(row[0]) if row else "ok"
 
     async def release_slot(self, tenant_id: int, recipient: str, worker: str) -> None:
-        async with self.pool.connection() as conn:
+        async with self._connection("slot") as conn:
             await conn.execute("SELECT beacon_release_slot(%s, %s, %s)", [tenant_id, recipient, worker])
 
     async def ping(self) -> None:
-        async with self.pool.connection() as conn:
+        async with self._connection("ping") as conn:
             await conn.execute("SELECT 1")
 
 
