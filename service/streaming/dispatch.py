@@ -29,10 +29,13 @@ class Dispatcher:
         self.hub = hub
         self._on_recipient_row = on_recipient_row
 
-    def rows(self, schema: str, rows: Sequence[Row], sent_at: float) -> None:
-        """Queue each row (in the given order, which must be id order) to every stream that wants it."""
+    def rows(
+        self, schema: str, rows: Sequence[Row], sent_at: float, frames: Sequence[bytes] | None = None
+    ) -> None:
+        """Queue each row (in the given order, which must be id order) to every stream that wants it;
+        ``frames``, when given, are the rows' frames already encoded."""
         hub = self.hub
-        for row in rows:
+        for index, row in enumerate(rows):
             if row.broadcast:
                 key = (schema, BROADCAST, "")
             elif row.topic is not None:
@@ -42,7 +45,7 @@ class Dispatcher:
             subs = hub.matching(key)
             if not subs:
                 continue
-            item = Item(row.id, frame_for(row), sent_at)
+            item = Item(row.id, frames[index] if frames is not None else frame_for(row), sent_at)
             for sub in list(subs):
                 push(sub, item)
             if row.recipient is not None:

@@ -207,9 +207,10 @@ async def _serve(
                 ],
             }
         )
-        await _write(send, sse.retry(random.randint(1000, 5000)))
+        sub.task = asyncio.current_task()
+        await _write(send, sse.retry(random.randint(1000, 5000)), sub)
         for chunk in prelude:
-            await _write(send, chunk)
+            await _write(send, chunk, sub)
         await _live(send, sub, subscriber, label)
     except (TimeoutError, OSError):
         sub.close("slow_consumer")
@@ -234,10 +235,20 @@ async def _watch_disconnect(receive: Receive, sub: Subscription) -> None:
             return
 
 
-async def _write(send: Send, body: bytes) -> None:
-    # A client that stops reading fills the socket buffer and send() blocks: bound that wait.
-    async with asyncio.timeout(settings.STREAM_SEND_TIMEOUT_SECONDS):
+async def _write(send: Send, body: bytes, sub: Subscription) -> None:
+    """One socket write. A client that stops reading fills the socket buffer and ``send`` blocks (uvicorn's
+    flow control): the worker's ticker interrupts a write still blocked after ``STREAM_SEND_TIMEOUT_SECONDS``
+    (``TimeoutError`` here), so no timer is armed and cancelled per write of a broadcast."""
+    sub.write_deadline = asyncio.get_running_loop().time() + settings.STREAM_SEND_TIMEOUT_SECONDS
+    try:
         await send({"type": "http.response.body", "body": body, "more_body": True})
+    except asyncio.CancelledError:
+        task = sub.task
+        if sub.write_timed_out and task is not None and task.uncancel() == 0:
+            raise TimeoutError("socket write timed out") from None
+        raise
+    finally:
+        sub.write_deadline = float("inf")
 
 
 async def _prepare(
@@ -337,7 +348,7 @@ async def _live(send: Send, sub: Subscription, subscriber: Subscriber, label: st
             frames.append(item.frame)
             size += len(item.frame)
         if frames:
-            await _write(send, b"".join(frames))
+            await _write(send, b"".join(frames), sub)
             sub.last_write = time.monotonic()
             if pings and len(frames) == 1:
                 delivery_metrics.heartbeat()
@@ -348,7 +359,7 @@ async def _live(send: Send, sub: Subscription, subscriber: Subscriber, label: st
             continue
         now = loop.time()
         if now >= expires:
-            await _write(send, sse.control("beacon.token-expired", {"exp": subscriber.exp}))
+            await _write(send, sse.control("beacon.token-expired", {"exp": subscriber.exp}), sub)
             sub.close("token_expired")
             break
         if now >= max_age:

@@ -1,5 +1,6 @@
 """One ticker per worker: ``: ping`` for every stream silent for ``HEARTBEAT_SECONDS``, and a wake-up for
-every stream whose deadline (token expiry, maximum age) has passed: streams arm no timers of their own."""
+every stream whose deadline (token expiry, maximum age) has passed, and an interruption for every write blocked
+past ``STREAM_SEND_TIMEOUT_SECONDS``: streams arm no timers of their own (at most one tick late)."""
 
 from __future__ import annotations
 
@@ -28,3 +29,5 @@ async def run_heartbeats(hub: Hub, interval: float) -> None:
                 push(sub, ping)
             if sub.deadline <= deadline_passed:
                 sub.wake()  # its token expired or it reached its maximum age: the stream ends itself
+            if sub.write_deadline <= deadline_passed:
+                sub.time_out_write()  # a write blocked past STREAM_SEND_TIMEOUT_SECONDS: a slow consumer

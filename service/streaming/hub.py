@@ -10,7 +10,7 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 RECIPIENT, TOPIC, BROADCAST = "r", "t", "b"
 Key = tuple[str, str, str]  # (schema, kind, id)
@@ -45,6 +45,9 @@ class Subscription:
         "position",
         "recipient",
         "schema",
+        "task",
+        "write_deadline",
+        "write_timed_out",
     )
 
     def __init__(self, schema: str, recipient: str, keys: tuple[Key, ...], limit: int) -> None:
@@ -56,9 +59,13 @@ class Subscription:
         )
         self.closed: str | None = None  # why the stream must end, once it must
         self.last_write = time.monotonic()  # of the last write (or queued heartbeat): the ticker's clock
-        self.deadline = float(
-            "inf"
-        )  # loop time of the token's expiry or the maximum age: the ticker wakes it
+        # Loop time of the token's expiry or the maximum age: the ticker wakes the stream once it has passed.
+        self.deadline = float("inf")
+        # While a write is in progress: the loop time by which it must finish, else the ticker cancels
+        # ``task`` (the stream's) and the write raises TimeoutError; no timer is armed per write.
+        self.write_deadline = float("inf")
+        self.write_timed_out = False
+        self.task: asyncio.Task[Any] | None = None
         self._items: deque[Item] = deque()
         self._limit = limit
         self._waiter: asyncio.Future[None] | None = None
@@ -78,6 +85,12 @@ class Subscription:
         if self.closed is None:
             self.closed = reason
         self._wake()
+
+    def time_out_write(self) -> None:
+        """The write in progress took too long: interrupt it (it raises ``TimeoutError`` in the stream)."""
+        if self.task is not None and not self.write_timed_out:
+            self.write_timed_out = True
+            self.task.cancel()
 
     def wake(self) -> None:
         """Make ``wait`` return (the ticker, once ``deadline`` has passed)."""

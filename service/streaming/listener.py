@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from service.broker.base import Announcement, Row
 from service.observability import metrics
-from service.streaming.dispatch import Dispatcher
+from service.streaming.dispatch import Dispatcher, frame_for
 from service.streaming.hub import Hub
 from service.streaming.store import Store
 from service.streaming.window import Replay, ReplayWindow
@@ -83,9 +83,10 @@ class Listener:
         """Dispatch ``rows`` (every live row between ``newest`` and ``after``; ``None`` when not at hand and
         no stream here wants them) and move ``newest`` to ``after``."""
         before = self._newest.get(schema)
-        self.window.advance(schema, before, rows, after)
+        frames = [frame_for(row) for row in rows] if rows else None  # once, for the window and the streams
+        self.window.advance(schema, before, rows, after, frames)
         if rows:
-            self.dispatcher.rows(schema, rows, sent_at)
+            self.dispatcher.rows(schema, rows, sent_at, frames)
         self._newest[schema] = after if before is None else max(before, after)
 
     def tracked(self) -> dict[str, int]:

@@ -74,9 +74,17 @@ class ReplayWindow:
         tenant = self._tenants.get(schema)
         return None if tenant is None else (tenant.low, tenant.high)
 
-    def advance(self, schema: str, before: int | None, rows: Sequence[Row] | None, after: int) -> None:
+    def advance(
+        self,
+        schema: str,
+        before: int | None,
+        rows: Sequence[Row] | None,
+        after: int,
+        frames: Sequence[bytes] | None = None,
+    ) -> None:
         """The listener moved ``newest`` from ``before`` to ``after`` having dispatched ``rows``: every live
-        committed row in ``(before, after]``, in id order (``None``: the rows are not at hand)."""
+        committed row in ``(before, after]``, in id order (``None``: the rows are not at hand). ``frames``: the
+        rows' encoded frames when the caller has them (encoded once for the window and the streams)."""
         if self.max_events <= 0 or after <= (before if before is not None else after - 1):
             return
         tenant = self._tenants.get(schema)
@@ -89,11 +97,12 @@ class ReplayWindow:
         self._tenants.move_to_end(schema)
         from service.streaming.dispatch import frame_for  # dispatch imports nothing from here
 
-        for row in rows:
+        for index, row in enumerate(rows):
             if row.id <= tenant.high:
                 continue
             assert row.expires_at is not None
-            entry = Entry(row.id, row.recipient, row.topic, row.broadcast, row.expires_at, frame_for(row))
+            frame = frames[index] if frames is not None else frame_for(row)
+            entry = Entry(row.id, row.recipient, row.topic, row.broadcast, row.expires_at, frame)
             tenant.entries.append(entry)
             tenant.ids.append(row.id)
             cost = len(entry.frame) + ROW_OVERHEAD
