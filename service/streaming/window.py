@@ -18,8 +18,6 @@ verdict the window cannot decide, is served by the query as before (``service/st
 
 from __future__ import annotations
 
-import bisect
-import itertools
 import time
 from collections import OrderedDict, deque
 from collections.abc import Sequence
@@ -28,7 +26,7 @@ from typing import NamedTuple
 
 from service.broker.base import Row
 
-ROW_OVERHEAD = 200  # bytes per held row beyond its frame (tuple, ints, strings): the bound counts it
+ROW_OVERHEAD = 240  # bytes per held row beyond its frame (tuple, ints, strings, index slots): counted
 
 
 class Entry(NamedTuple):
@@ -49,14 +47,28 @@ class Replay:
     newest: int  # the window's ``high``: a reset resumes from here
 
 
+def _keys(entry: Entry) -> list[tuple[str, str]]:
+    """What a replay matches an entry by, as the database's query does: recipient, topic, broadcast."""
+    keys = []
+    if entry.recipient is not None:
+        keys.append(("r", entry.recipient))
+    if entry.topic is not None:
+        keys.append(("t", entry.topic))
+    if entry.broadcast:
+        keys.append(("b", ""))
+    return keys
+
+
 class _Tenant:
-    __slots__ = ("entries", "high", "ids", "low", "size")
+    __slots__ = ("by_key", "entries", "high", "low", "size")
 
     def __init__(self, at: int) -> None:
         self.low = at  # exclusive
         self.high = at  # inclusive
-        self.entries: deque[Entry] = deque()
-        self.ids: deque[int] = deque()  # the entries' ids, for bisect
+        self.entries: deque[Entry] = deque()  # id order: the oldest is evicted first
+        # The same entries by what selects them (recipient, topic, broadcast), each in id order: a resume
+        # reads only the entries of its own keys above its last id, from the newest end.
+        self.by_key: dict[tuple[str, str], deque[Entry]] = {}
         self.size = 0
 
 
@@ -104,7 +116,11 @@ class ReplayWindow:
             frame = frames[index] if frames is not None else frame_for(row)
             entry = Entry(row.id, row.recipient, row.topic, row.broadcast, row.expires_at, frame)
             tenant.entries.append(entry)
-            tenant.ids.append(row.id)
+            for key in _keys(entry):
+                selected = tenant.by_key.get(key)
+                if selected is None:
+                    selected = tenant.by_key[key] = deque()
+                selected.append(entry)
             cost = len(entry.frame) + ROW_OVERHEAD
             tenant.size += cost
             self.bytes += cost
@@ -139,26 +155,34 @@ class ReplayWindow:
         if tenant is None or not tenant.low <= last_id <= tenant.high:
             return None
         now = time.time() if now is None else now
-        start = bisect.bisect_right(tenant.ids, last_id)  # first entry above last_id
-        wanted = set(topics)
-        frames: list[tuple[int, bytes]] = []
-        for entry in itertools.islice(tenant.entries, start, None):
-            if entry.expires_at <= now:
+        keys = [("r", recipient), ("b", ""), *(("t", topic) for topic in dict.fromkeys(topics))]
+        found: dict[int, bytes] = {}  # an entry selected by two keys is sent once
+        for key in keys:
+            selected = tenant.by_key.get(key)
+            if not selected:
                 continue
-            if (
-                entry.broadcast
-                or entry.recipient == recipient
-                or (entry.topic is not None and entry.topic in wanted)
-            ):
-                frames.append((entry.id, entry.frame))
-                if len(frames) > limit:
+            taken = 0
+            for entry in reversed(selected):  # newest first, down to last_id
+                if entry.id <= last_id:
+                    break
+                if entry.expires_at <= now:
+                    continue
+                found[entry.id] = entry.frame
+                taken += 1
+                if taken > limit:
                     return Replay([], "too_far_behind", tenant.high)
-        return Replay(frames, None, tenant.high)
+        if len(found) > limit:
+            return Replay([], "too_far_behind", tenant.high)
+        return Replay(sorted(found.items()), None, tenant.high)
 
     # --- bookkeeping ---------------------------------------------------------------------------------------
     def _evict_oldest(self, tenant: _Tenant) -> None:
         entry = tenant.entries.popleft()
-        tenant.ids.popleft()
+        for key in _keys(entry):
+            selected = tenant.by_key[key]
+            selected.popleft()  # the oldest of its keys too
+            if not selected:
+                del tenant.by_key[key]
         cost = len(entry.frame) + ROW_OVERHEAD
         tenant.size -= cost
         self.bytes -= cost
