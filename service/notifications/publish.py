@@ -7,6 +7,7 @@ any later one can take larger ids. Replay can then trust ``id > last_event_id`` 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import math
@@ -16,10 +17,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import psycopg
 from django.conf import settings
 from django.db import DatabaseError, OperationalError, connection, transaction
 from django.utils import timezone
 from django_tenants.utils import schema_context
+from psycopg import sql
+from psycopg_pool import AsyncConnectionPool
 
 from service.broker import default_broker
 from service.broker.base import Announcement, Row
@@ -126,52 +130,127 @@ def publish(
     return Outcome(201, body)
 
 
-def _store(cursor: Any, tenant: TenantInfo, pending: list[_Pending], now: datetime) -> list[Row]:
-    """Lock, count, insert and announce in one round trip (see migration 0002)."""
+_PUBLISH_CALL = (
+    "beacon_publish(%s, %s, %s, %s, %s, %s::text[], %s::text[], %s::boolean[], %s::text[], "
+    "%s::text[], %s::integer[], %s, %s, %s)"
+)
+
+
+@dataclass(frozen=True)
+class _Call:
+    """The arguments of one ``beacon_publish`` call, and what it needs to build the stored rows."""
+
+    args: list[Any]
+    created: str
+    sent_at: float
+    window: int
+    channel: str | None
+
+
+def _call(tenant: TenantInfo, pending: list[_Pending], now: datetime) -> _Call:
     broker = default_broker()
     channel = broker.database_channel if settings.PUBLISH_ANNOUNCE else None
     created = rfc3339(now)
     sent_at = time.time()
     window = int(sent_at)
-    try:
-        cursor.execute(
-            "SELECT beacon_publish(%s, %s, %s, %s, %s, %s::text[], %s::text[], %s::boolean[], %s::text[], "
-            "%s::text[], %s::integer[], %s, %s, %s)",
-            [
-                tenant.id,
-                tenant.publish_rate_per_second,
-                window,
-                now,
-                created,
-                [p.recipient for p in pending],
-                [p.topic for p in pending],
-                [p.broadcast for p in pending],
-                [p.event for p in pending],
-                [p.data_json for p in pending],
-                [p.ttl for p in pending],
-                channel,
-                tenant.schema,
-                sent_at,
-            ],
-        )
-    except DatabaseError as exc:
-        if getattr(exc.__cause__, "sqlstate", None) == RATE_LIMITED_SQLSTATE:
-            raise ApiError(
-                429,
-                "rate_limited",
-                f"over the tenant's publish rate of {tenant.publish_rate_per_second} requests per second",
-                headers={"Retry-After": str(max(1, math.ceil(window + 1 - time.time())))},
-            ) from None
-        raise
-    (ids,) = cursor.fetchone()
+    args = [
+        tenant.id,
+        tenant.publish_rate_per_second,
+        window,
+        now,
+        created,
+        [p.recipient for p in pending],
+        [p.topic for p in pending],
+        [p.broadcast for p in pending],
+        [p.event for p in pending],
+        [p.data_json for p in pending],
+        [p.ttl for p in pending],
+        channel,
+        tenant.schema,
+        sent_at,
+    ]
+    return _Call(args, created, sent_at, window, channel)
+
+
+def _rate_limited(tenant: TenantInfo, window: int) -> ApiError:
+    return ApiError(
+        429,
+        "rate_limited",
+        f"over the tenant's publish rate of {tenant.publish_rate_per_second} requests per second",
+        headers={"Retry-After": str(max(1, math.ceil(window + 1 - time.time())))},
+    )
+
+
+def _rows(ids: list[int], pending: list[_Pending], call: _Call, now: datetime) -> list[Row]:
     epoch = now.timestamp()
-    stored = [
-        Row(i, p.recipient, p.topic, p.broadcast, p.event, created, p.data_json, epoch + p.ttl)
+    return [
+        Row(i, p.recipient, p.topic, p.broadcast, p.event, call.created, p.data_json, epoch + p.ttl)
         for i, p in zip(ids, pending, strict=True)
     ]
-    if settings.PUBLISH_ANNOUNCE and channel is None:  # a broker outside PostgreSQL: announce from here
-        broker.announce(cursor, Announcement(tenant.schema, stored, sent_at=sent_at))
+
+
+def _store(cursor: Any, tenant: TenantInfo, pending: list[_Pending], now: datetime) -> list[Row]:
+    """Lock, count, insert and announce in one round trip (see migration 0002)."""
+    call = _call(tenant, pending, now)
+    try:
+        cursor.execute("SELECT " + _PUBLISH_CALL, call.args)
+    except DatabaseError as exc:
+        if getattr(exc.__cause__, "sqlstate", None) == RATE_LIMITED_SQLSTATE:
+            raise _rate_limited(tenant, call.window) from None
+        raise
+    (ids,) = cursor.fetchone()
+    stored = _rows(ids, pending, call, now)
+    if settings.PUBLISH_ANNOUNCE and call.channel is None:  # a broker outside PostgreSQL: announce from here
+        default_broker().announce(cursor, Announcement(tenant.schema, stored, sent_at=call.sent_at))
     return stored
+
+
+# --- the common case without a thread: no Idempotency-Key, the statement announces by itself -------------
+_direct: tuple[asyncio.AbstractEventLoop, AsyncConnectionPool] | None = None
+
+
+def use_direct_pool(pool: AsyncConnectionPool | None) -> None:
+    """Publish on ``pool`` (an async pool on the running event loop: the worker's lifespan opens it) when
+    :func:`publish_direct` applies; ``None`` turns it off (shutdown)."""
+    global _direct
+    _direct = None if pool is None else (asyncio.get_running_loop(), pool)
+
+
+def direct_pool() -> AsyncConnectionPool | None:
+    """The pool for :func:`publish_direct`, or ``None``: outside the worker's own loop (tests calling views
+    through Django's client), or when announcing needs Python (a broker outside PostgreSQL)."""
+    if _direct is None or (default_broker().database_channel is None and settings.PUBLISH_ANNOUNCE):
+        return None
+    loop, pool = _direct
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+    return pool if running is loop else None
+
+
+async def publish_direct(
+    pool: AsyncConnectionPool, tenant: TenantInfo, items: list[tuple[PublishIn, str]]
+) -> Outcome:
+    """:func:`publish` without ``Idempotency-Key``, on the worker's event loop: the same one statement
+    (schema-qualified, so no ``search_path`` round trip) on an async connection, no thread hop. Errors are
+    those of :func:`publish`; a lost connection surfaces as ``psycopg.OperationalError`` (``503``)."""
+    pending = expand(items)
+    now = timezone.now()
+    call = _call(tenant, pending, now)
+    query = sql.SQL("SELECT {}." + _PUBLISH_CALL).format(sql.Identifier(tenant.schema))
+    try:
+        async with pool.connection() as conn:
+            cur = await conn.execute(query, call.args)
+            row = await cur.fetchone()
+    except psycopg.Error as exc:
+        if exc.sqlstate == RATE_LIMITED_SQLSTATE:
+            raise _rate_limited(tenant, call.window) from None
+        raise
+    assert row is not None
+    stored = _rows(row[0], pending, call, now)
+    metrics.NOTIFICATIONS_INGESTED.labels(metrics.tenant_label(tenant.slug)).inc(len(stored))
+    return Outcome(201, _body_of(stored))
 
 
 def _body_of(stored: list[Row]) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from django.conf import settings
 from psycopg_pool import AsyncConnectionPool
 
 from service.broker import default_broker
+from service.notifications import publish
 from service.observability import metrics
 from service.streaming.dispatch import Dispatcher, frame_for
 from service.streaming.drain import Drainer
@@ -40,6 +41,7 @@ class Runtime:
         self.hub = Hub()
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.pool: AsyncConnectionPool | None = None
+        self.publish_pool: AsyncConnectionPool | None = None
         self.store: Store | None = None
         self.slots: Slots | None = None
         self.open_streams = 0
@@ -90,6 +92,18 @@ class Runtime:
             name="beacon-stream",
         )
         await self.pool.open(wait=False)
+        # Publishing without a thread hop (service/notifications/publish.py, publish_direct): its own pool so
+        # that publishes never queue behind the streams' statements, nor the streams behind publishes.
+        self.publish_pool = AsyncConnectionPool(
+            settings.DATABASE_URL,
+            min_size=1,
+            max_size=settings.PUBLISH_DB_POOL_SIZE,
+            open=False,
+            kwargs={"autocommit": True, "application_name": "beacon-publish"},
+            name="beacon-publish",
+        )
+        await self.publish_pool.open(wait=False)
+        publish.use_direct_pool(self.publish_pool)
         self.store = Store(self.pool)
         self.slots = Slots(self.pool, self.worker_id, settings.STREAM_BATCH_SECONDS)
         self._tasks = [
@@ -115,6 +129,9 @@ class Runtime:
                 await task
         if self.slots is not None:
             await self.slots.close()  # pending releases
+        if self.publish_pool is not None:
+            publish.use_direct_pool(None)
+            await self.publish_pool.close()
         if self.pool is not None:
             await self.pool.close()
         metrics.LISTENER_CONNECTED.set(0)
