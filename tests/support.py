@@ -211,8 +211,10 @@ def take(
     """The next ``count`` notification events (control events skipped unless asked for)."""
     found: list[ServerSentEvent] = []
     for event in events:
-        if not event.data and not event.id:
-            continue  # a retry-only block: the SSE spec dispatches no event for it
+        if not event.data:
+            # The SSE spec dispatches nothing when the data buffer is empty (a retry-only block, or the blank
+            # line after a ``: ping``); httpx-sse still yields one, carrying the previous id.
+            continue
         if skip_control and event.event.startswith("beacon."):
             continue
         found.append(event)
