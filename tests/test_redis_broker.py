@@ -313,3 +313,41 @@ def test_zero_loss_ledger_with_redis_through_kills_and_restarts(start_server, ma
             assert unacknowledged  # at least the row committed by the worker that died before announcing
     finally:
         own.stop()
+
+
+def test_a_password_in_broker_url_is_used(start_server, make_tenant, tmp_path):
+    own = PrivateRedis(tmp_path, password="s3cret-broker-pw").start()
+    try:
+        pod = start_server(BROKER_URL=own.url, BROKER_CHANNEL=channel())
+        _tenant, key = make_tenant()
+        api = Api(pod.url, key)
+        user = unique()
+        with sse_stream(pod.url, api.token(user)) as events:
+            published = api.publish_ok({"recipient": user})[0]["id"]
+            assert take(events, 1)[0].id == published
+        names = {str(c.get("name")) for c in own.client().client_list()}
+        assert {"beacon-listener", "beacon-publisher"} <= names
+        assert pod.log_path is not None and "s3cret-broker-pw" not in pod.log_path.read_text()
+    finally:
+        own.stop()
+
+
+@pytest.mark.parametrize(
+    ("value", "accepted"),
+    [
+        ("", True),
+        ("redis://127.0.0.1:6379/0", True),
+        ("rediss://:pw@redis.example.com:6380/2", True),
+        ("http://127.0.0.1:6379", False),
+        ("redis:///0", False),
+    ],
+)
+def test_broker_url_is_checked_at_start_up(monkeypatch, value, accepted):
+    from service.env import ConfigError, env_url
+
+    monkeypatch.setenv("BROKER_URL", value)
+    if accepted:
+        assert env_url("BROKER_URL", "", {"redis", "rediss", "unix"}) == value
+    else:
+        with pytest.raises(ConfigError):
+            env_url("BROKER_URL", "", {"redis", "rediss", "unix"})
