@@ -205,6 +205,7 @@ class _Reader(threading.Thread):
         self.ids: list[int] = []
         self.resets: list[str] = []
         self.stop = threading.Event()
+        self.connected = threading.Event()  # set once the first stream is open (its position is fixed)
 
     def run(self) -> None:
         turn = 0
@@ -214,6 +215,7 @@ class _Reader(threading.Thread):
             last = str(self.ids[-1]) if self.ids else None
             try:
                 with sse_stream(url, self.token, last_event_id=last, timeout=5) as events:
+                    self.connected.set()
                     for count, event in enumerate(events):
                         if event.event == "beacon.reset":
                             self.resets.append(event.data)
@@ -243,6 +245,8 @@ def test_zero_loss_ledger_with_redis_through_kills_and_restarts(start_server, ma
         readers = {r: _Reader([pod_a.url, pod_b.url], api.token(r)) for r in recipients}
         for reader in readers.values():
             reader.start()
+        for reader in readers.values():  # every stream is open before the first publish
+            assert reader.connected.wait(15), "a subscriber could not connect"
         acknowledged: dict[str, list[int]] = {r: [] for r in recipients}
         stop = threading.Event()
 
