@@ -15,6 +15,7 @@ its ``check_request_enabled`` signal); the lean stream route builds the same hea
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -47,10 +48,27 @@ def own_origin(scheme: str, host: str) -> str:
 
 
 async def allowed_origins() -> frozenset[str]:
-    """Every active tenant's allowed origins; a cache hit costs no thread hop and no query."""
+    """Every active tenant's allowed origins; a cache hit costs no thread hop and no query.
+
+    A miss starts one load per event loop that every concurrent caller awaits (a reconnect storm of a
+    thousand streams costs one query, not a thousand); a caller that goes away does not cancel it.
+    """
     cached = origin_union.fresh()
     if cached is not None:
         return cached
+    loop = asyncio.get_running_loop()
+    task = _loading.get(loop)
+    if task is None:
+        task = loop.create_task(_load())
+        _loading[loop] = task
+        task.add_done_callback(lambda _: _loading.pop(loop, None))
+    return await asyncio.shield(task)
+
+
+_loading: dict[asyncio.AbstractEventLoop, asyncio.Task[frozenset[str]]] = {}
+
+
+async def _load() -> frozenset[str]:
     try:
         return await run_db(origin_union.load)
     except Exception:
