@@ -201,8 +201,9 @@ async def _serve(
         keys_for(tenant.schema, subscriber.recipient, subscriber.topics),
         settings.STREAM_QUEUE_SIZE,
     )
-    runtime.hub.add(sub)  # subscribe first, then replay: nothing can fall between the two
     try:
+        await runtime.listener.ensure_newest(tenant.schema)  # before joining the hub: see listener.py
+        runtime.hub.add(sub)  # subscribe first, then replay: nothing can fall between the two
         # The position is fixed before the 200 goes out: whatever is committed after the client sees the
         # headers has a larger id and is delivered live.
         prelude = await _prepare(runtime, sub, subscriber, last_id, label)
