@@ -208,6 +208,14 @@ def test_inbox_refusals_carry_cors_headers_for_an_allowed_origin(
             "no_read_state",
         ),
         (acme.client.get("/v1/inbox?limit=0", headers=bearer), 422, "invalid_field"),
+        # refused before Django runs (service/apihandler.py): still readable by the page
+        (acme.client.get("/v1/inbox?before=1%00", headers=bearer), 422, "invalid_field"),
+        (
+            acme.client.post("/v1/inbox/read-all", headers=bearer, content=b"x" * (2 * 1024 * 1024)),
+            413,
+            "payload_too_large",
+        ),
+        (acme.client.delete("/v1/inbox/unread-count", headers=bearer), 405, "method_not_allowed"),
         # acme's origin with a globex token: refused by the per-tenant check, readable by the page
         (
             globex.client.get(

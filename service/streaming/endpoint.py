@@ -22,8 +22,10 @@ from django.conf import settings
 
 from service import cors
 from service.errors import ApiError, unauthenticated
+from service.http import query_problem
 from service.notifications.auth import authenticate_token, bearer
 from service.notifications.tokens import Subscriber
+from service.numbers import ascii_int
 from service.observability import metrics
 from service.streaming import sse
 from service.streaming.hub import Subscription, keys_for
@@ -69,10 +71,10 @@ def parse_last_event_id(request: Request) -> int | None:
         raw = request.query.get("last_event_id")
     if raw is None or raw == "":
         return None
-    raw = raw.strip()
-    if not raw.isdigit() or len(raw) > 19:
+    value = ascii_int(raw.strip(" \t"))  # only optional white space around ASCII digits (RFC 9110 5.5)
+    if value is None:
         raise ApiError(400, "invalid_last_event_id", "Last-Event-ID must be a non-negative integer")
-    return int(raw)
+    return value
 
 
 async def cors_for(request: Request) -> list[tuple[bytes, bytes]]:
@@ -139,6 +141,8 @@ async def stream(scope: Scope, receive: Receive, send: Send, runtime: Runtime) -
         try:
             explicit = bearer(request.headers.get("authorization")) or request.query.get("token")
             raw = explicit or request.cookie("beacon_token")
+            if (problem := query_problem(scope.get("query_string", b""))) is not None:
+                raise problem
             if not raw:
                 raise unauthenticated("a subscriber token is required (Authorization, token query or cookie)")
             subscriber = await authenticate_token(raw, request.host)
