@@ -211,8 +211,10 @@ def take(
     """The next ``count`` notification events (control events skipped unless asked for)."""
     found: list[ServerSentEvent] = []
     for event in events:
-        if not event.data and not event.id:
-            continue  # a retry-only block: the SSE spec dispatches no event for it
+        if not event.data:
+            # A retry-only block or a ping after an id (httpx-sse yields them with the sticky last id): the
+            # SSE spec dispatches no event with an empty data buffer.
+            continue
         if skip_control and event.event.startswith("beacon."):
             continue
         found.append(event)
