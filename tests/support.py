@@ -53,7 +53,7 @@ def server_errors(lines: list[str]) -> list[str]:
         try:
             entry = json.loads(line)
         except ValueError:
-            if line.startswith("Traceback") or " 500" in line and "HTTP/1.1" in line:
+            if line.startswith("Traceback") or (" 500" in line and "HTTP/1.1" in line):
                 found.append(line)  # a line not written by Beacon's JSON formatter (uvicorn before set-up)
             continue
         if not isinstance(entry, dict):
