@@ -16,6 +16,7 @@ its ``check_request_enabled`` signal); the lean stream route builds the same hea
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -37,6 +38,7 @@ _DEFAULT_PORTS = {"http": "80", "https": "443"}
 _ALLOWED_ATTR = "beacon_cors_allowed"
 
 
+@functools.lru_cache(maxsize=1024)
 def own_origin(scheme: str, host: str) -> str:
     """Beacon's own origin as a browser serializes it: lower-case host, no default port (WHATWG HTML 7.1.1)."""
     scheme = scheme.lower()
@@ -101,12 +103,17 @@ def origin_not_allowed() -> ApiError:
 
 def actual_headers(origin: str) -> list[tuple[bytes, bytes]]:
     """The CORS headers of a non-preflight answer to an allowed ``origin`` (ASGI header pairs)."""
-    return [
+    return list(_actual_headers(origin))
+
+
+@functools.lru_cache(maxsize=4096)
+def _actual_headers(origin: str) -> tuple[tuple[bytes, bytes], ...]:
+    return (
         (b"access-control-allow-origin", origin.encode("latin-1")),
         (b"access-control-allow-credentials", b"true"),
         (b"access-control-expose-headers", ", ".join(settings.CORS_EXPOSE_HEADERS).encode()),
         (b"vary", b"Origin"),
-    ]
+    )
 
 
 def allow(request: HttpRequest) -> None:
