@@ -53,12 +53,14 @@ def server_errors(lines: list[str]) -> list[str]:
         try:
             entry = json.loads(line)
         except ValueError:
-            if line.startswith("Traceback") or " 500" in line and "HTTP/1.1" in line:
+            if line.startswith("Traceback") or (" 500" in line and "HTTP/1.1" in line):
                 found.append(line)  # a line not written by Beacon's JSON formatter (uvicorn before set-up)
             continue
         if not isinstance(entry, dict):
             continue
-        if entry.get("status") == 500 or (entry.get("level") in {"ERROR", "CRITICAL"} and "exc_info" in entry):
+        if entry.get("status") == 500 or (
+            entry.get("level") in {"ERROR", "CRITICAL"} and "exc_info" in entry
+        ):
             found.append(line[:2000])
     return found
 

@@ -142,7 +142,9 @@ def test_every_route_is_503_with_retry_after_while_postgres_is_down(private_post
     publisher.start()
     try:
         pg.restart()
-        wait_until(lambda: statuses[-3:] == [201, 201, 201], timeout=30, message="publishes after the restart")
+        wait_until(
+            lambda: statuses[-3:] == [201, 201, 201], timeout=30, message="publishes after the restart"
+        )
     finally:
         stop.set()
         publisher.join(30)
