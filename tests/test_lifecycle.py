@@ -12,7 +12,7 @@ import httpx
 import jwt
 import psycopg
 
-from tests.support import Api, sse_stream, take, unique, wait_until
+from tests.support import Api, CheckedThread, sse_stream, take, unique, wait_until
 
 
 def _open_raw_stream(port: int, token: str, last_event_id: str | None = None) -> socket.socket:
@@ -43,7 +43,7 @@ def test_sigterm_drains_streams_and_clients_resume_without_loss(start_server, ma
             published.append(api.publish_ok({"recipient": user})[0]["id"])
             time.sleep(0.01)
 
-    publisher = threading.Thread(target=publish)
+    publisher = CheckedThread(publish)
     received: list[str] = []
     with sse_stream(pod_a.url, token, last_event_id=start_id) as events:
         publisher.start()
