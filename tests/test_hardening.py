@@ -258,9 +258,8 @@ HOST_FORMS = [
     "acme.localhost.",
     "ACME.localhost",
     "acme.LOCALHOST.:80",
-    "acme.localhost:",
-    "acme.localhost.:",
     "acme.localhost.:443",
+    "Acme.Localhost:8000",
 ]
 
 
