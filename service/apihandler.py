@@ -13,18 +13,25 @@ as nginx's ``client_max_body_size`` would.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler
 
+from service import cors
 from service.errors import ApiError
 from service.http import query_problem
 from service.notifications.validation import MAX_BATCH_BODY, MAX_SINGLE_BODY
 from service.numbers import ascii_int
 
-API_MIDDLEWARE = ["service.http.RequestIdMiddleware", "service.http.ErrorShapeMiddleware"]
+API_MIDDLEWARE = [
+    "service.http.RequestIdMiddleware",
+    "service.cors.OriginUnionMiddleware",  # decides whether the origin gets CORS headers (async, cached)
+    "service.cors.CorsMiddleware",  # django-cors-headers: preflights and the headers on every answer
+    "service.http.ErrorShapeMiddleware",  # inside CORS: reshaped errors still get the CORS headers
+]
 
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -40,7 +47,20 @@ def _too_large(limit: int) -> ApiError:
     return ApiError(413, "payload_too_large", f"the body is larger than {limit} bytes")
 
 
-async def _refuse(send: Send, error: ApiError) -> None:
+async def _cors_headers(scope: Any) -> list[tuple[bytes, bytes]]:
+    """CORS headers for a refusal made before Django runs, by the same rule as every other answer
+    (``service.cors``): a page on an allowed origin can read why its request was refused."""
+    if not re.match(settings.CORS_URLS_REGEX, scope["path"]):
+        return []
+    sent = dict(scope.get("headers", ()))
+    origin = sent.get(b"origin", b"").decode("latin-1")
+    own = cors.own_origin(scope.get("scheme", "http"), sent.get(b"host", b"").decode("latin-1"))
+    if not await cors.origin_known(origin, own):
+        return []
+    return cors.actual_headers(origin)
+
+
+async def _refuse(send: Send, error: ApiError, scope: Any) -> None:
     body = error.to_bytes()
     headers = [
         (b"content-type", b"application/json"),
@@ -48,6 +68,7 @@ async def _refuse(send: Send, error: ApiError) -> None:
         (b"connection", b"close"),  # the rest of the body is not read: this connection cannot be reused
     ]
     headers += [(k.lower().encode(), v.encode()) for k, v in error.headers.items()]
+    headers += await _cors_headers(scope)
     await send({"type": "http.response.start", "status": error.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
@@ -67,17 +88,17 @@ class ApiHandler(ASGIHandler):
             return
         problem = query_problem(scope.get("query_string", b""))
         if problem is not None:
-            await _refuse(send, problem)
+            await _refuse(send, problem, scope)
             return
         limit = body_limit(scope["path"])
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
                 length = ascii_int(value.decode("latin-1").strip(" \t"))
                 if length is None:
-                    await _refuse(send, ApiError(400, "bad_request", "Content-Length is not a number"))
+                    await _refuse(send, ApiError(400, "bad_request", "Content-Length is not a number"), scope)
                     return
                 if length > limit:
-                    await _refuse(send, _too_large(limit))
+                    await _refuse(send, _too_large(limit), scope)
                     return
         chunks: list[bytes] = []
         size = 0
@@ -88,7 +109,7 @@ class ApiHandler(ASGIHandler):
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
-                await _refuse(send, _too_large(limit))
+                await _refuse(send, _too_large(limit), scope)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):
