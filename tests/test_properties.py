@@ -157,6 +157,15 @@ def test_non_json_constants_are_invalid_json(constant: str):
     assert _body_status(f'{{"recipient":"u1","data":{constant}}}'.encode()) == 400
 
 
+def test_only_utf8_json_is_json():
+    body = '{"recipient":"u1"}'
+    assert _body_status(body.encode()) == 201
+    for encoding in ("utf-16", "utf-32", "utf-16-le"):
+        assert _body_status(body.encode(encoding)) == 400
+    assert _body_status(b"\xef\xbb\xbf" + body.encode()) == 400  # a BOM is not JSON text (RFC 8259 8.1)
+    assert _body_status(b'{"recipient":"u\xff"}') == 400
+
+
 def test_deep_nesting_is_invalid_json_at_any_depth():
     for levels in (65, 1000, 100_000):
         assert _body_status(b'{"recipient":"u1","data":' + b"[" * levels + b"]" * levels + b"}") == 400
