@@ -212,8 +212,10 @@ def take(
     """The next ``count`` notification events (control events skipped unless asked for)."""
     found: list[ServerSentEvent] = []
     for event in events:
-        if not event.data and not event.id:
-            continue  # a retry-only block: the SSE spec dispatches no event for it
+        if not event.data:
+            # No data, no event (WHATWG: "if the data buffer is an empty string, ... return"): a retry-only
+            # block, or a heartbeat comment, which httpx-sse still reports with the last id it saw.
+            continue
         if skip_control and event.event.startswith("beacon."):
             continue
         found.append(event)
