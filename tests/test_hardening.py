@@ -509,7 +509,9 @@ def test_any_json_body_is_201_or_a_documented_4xx_on_a_real_server(fuzz_api: Api
 
     from tests.test_properties import BODY_VALUES, JSON_VALUES
 
-    bodies = st.one_of(BODY_VALUES, st.fixed_dictionaries({"recipient": st.just("fuzz"), "data": JSON_VALUES}))
+    bodies = st.one_of(
+        BODY_VALUES, st.fixed_dictionaries({"recipient": st.just("fuzz"), "data": JSON_VALUES})
+    )
 
     documented = {201: None, 400: {"invalid_json"}, 413: {"payload_too_large"}}
     documented |= {422: {"invalid_field", "unknown_field"}}
