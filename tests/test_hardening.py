@@ -516,7 +516,7 @@ def test_any_json_body_is_201_or_a_documented_4xx_on_a_real_server(fuzz_api: Api
     documented = {201: None, 400: {"invalid_json"}, 413: {"payload_too_large"}}
     documented |= {422: {"invalid_field", "unknown_field"}}
 
-    @settings(max_examples=60, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=40, deadline=None, database=None, suppress_health_check=list(HealthCheck))
     @given(value=bodies, batch=st.booleans())
     def post(value: Any, batch: bool) -> None:
         body = json.dumps({"notifications": [value]} if batch else value)  # ASCII: surrogates escaped

@@ -16,7 +16,7 @@ from schemathesis.specs.openapi import checks as openapi_checks
 
 from tests.support import Api, unique
 
-EXAMPLES = 15
+EXAMPLES = 10
 CHECKS = [
     checks.not_a_server_error,
     openapi_checks.status_code_conformance,
