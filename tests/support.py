@@ -9,9 +9,10 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -221,3 +222,28 @@ def take(
         if len(found) == count:
             break
     return found
+
+
+class CheckedThread(threading.Thread):
+    """A thread whose failure fails the test: an ``assert`` in a plain thread only prints a warning.
+
+    ``join()`` re-raises whatever the target raised, in the test's thread.
+    """
+
+    def __init__(self, target: Callable[[], None]) -> None:
+        super().__init__(target=self._run_checked, daemon=True)
+        self._checked_target = target
+        self.error: BaseException | None = None
+
+    def _run_checked(self) -> None:
+        try:
+            self._checked_target()
+        except BaseException as exc:  # kept for join()
+            self.error = exc
+
+    def join(self, timeout: float | None = 60) -> None:
+        super().join(timeout)
+        if self.is_alive():
+            raise AssertionError(f"thread {self.name} did not finish within {timeout} s")
+        if self.error is not None:
+            raise AssertionError(f"thread {self.name} failed: {self.error!r}") from self.error
