@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from service.env import database_from_url, env_bool, env_float, env_int, env_list, env_str
+from service.env import ConfigError, database_from_url, env_bool, env_float, env_int, env_list, env_str
 from service.observability.logs import logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -19,16 +18,17 @@ if not SECRET_KEY:
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["*"])
 
 # --- Database -----------------------------------------------------------------------------------------
-# Without DATABASE_URL, Beacon starts its own PostgreSQL from the pgserver wheel (data under .data/).
+# Importing the settings never starts a database: manage.py, `make run`, the tests and the benchmark start
+# the embedded PostgreSQL (service/embedded_db.py) and export DATABASE_URL before Django loads.
+REQUIRE_DATABASE_URL = env_bool("REQUIRE_DATABASE_URL", False)
 DATABASE_URL = env_str("DATABASE_URL", "")
-if not DATABASE_URL:
-    from service import embedded_db
+if not DATABASE_URL and REQUIRE_DATABASE_URL:
+    from service.embedded_db import MISSING_URL
 
-    _server = embedded_db.start(Path(env_str("EMBEDDED_PG_DIR", str(BASE_DIR / ".data" / "pg"))))
-    DATABASE_URL = embedded_db.url(_server)
-    os.environ["DATABASE_URL"] = DATABASE_URL  # child processes (gunicorn workers) share the same server
+    raise ConfigError(MISSING_URL)
 
-_database = database_from_url(DATABASE_URL)
+# Unset (e.g. `make lint` importing the settings): a placeholder that names the fix if anything connects.
+_database = database_from_url(DATABASE_URL or "postgresql:///set-DATABASE_URL-or-run-manage.py")
 _database["OPTIONS"].setdefault("application_name", "beacon-web")
 DATABASES = {
     "default": {

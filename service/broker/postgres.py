@@ -32,6 +32,8 @@ def encode(announcement: Announcement) -> str:
     head: dict[str, Any] = {"s": announcement.schema, "t": announcement.sent_at or time.time()}
     if announcement.unread:
         head["u"] = announcement.unread
+    if announcement.close:
+        head["c"] = announcement.close
     if not announcement.rows:
         return json.dumps(head, separators=(",", ":"))
     rows = [
@@ -67,6 +69,7 @@ def decode(payload: str) -> Announcement:
         id_range=id_range,
         unread=message.get("u") or {},
         sent_at=float(message.get("t", 0.0)),
+        close=message.get("c"),
     )
 
 

@@ -219,6 +219,9 @@ class Runtime:
     async def _dispatch(self, announcement: Announcement) -> None:
         schema = announcement.schema
         hub = self.hub
+        if announcement.close:
+            self._close_tenant(schema, announcement.close)
+            return
         for recipient, count in announcement.unread.items():
             self._send_unread(schema, recipient, count)
         rows = announcement.rows
@@ -248,6 +251,17 @@ class Runtime:
             if row.recipient is not None:
                 self._unread_pending[schema].add(row.recipient)
                 self._unread_wake.set()
+
+    def _close_tenant(self, schema: str, reason: str) -> None:
+        """End every local stream of one tenant (secret rotated, tenant deactivated): forget the cached
+        tenant first, so the clients' reconnects are checked against its new secret and state."""
+        from tenants.directory import forget_tenants
+
+        forget_tenants()
+        subs = self.hub.in_schema(schema)
+        for sub in subs:
+            sub.close(reason)
+        log.info("closed %d streams of %s: %s", len(subs), schema, reason)
 
     @staticmethod
     def _push(sub: Subscription, item: Item) -> None:

@@ -684,7 +684,7 @@ def test_gunicorn_config_sets_the_multiproc_dir_before_prometheus_loads(
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "")
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR")
     load_gunicorn_config(monkeypatch, {})
-    assert os.environ["PROMETHEUS_MULTIPROC_DIR"] == "/tmp/beacon-prometheus"
+    assert os.environ["PROMETHEUS_MULTIPROC_DIR"] == f"/tmp/beacon-prometheus-{os.getpid()}"
 
 
 def load_gunicorn_module(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> types.ModuleType:
