@@ -53,6 +53,7 @@ SHARED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "ninja",  # its Swagger UI files are served by Beacon itself at /v1/docs (no CDN)
 ]
 TENANT_APPS = ["service.notifications"]
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
@@ -60,6 +61,7 @@ INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_
 MIDDLEWARE = [
     "service.http.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",  # /static/: compressed, hashed names, cached for a year
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -89,6 +91,10 @@ TIME_ZONE = "UTC"
 LANGUAGE_CODE = "en-us"
 STATIC_URL = "static/"
 STATIC_ROOT = env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles"))
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "service.staticfiles.Storage"},
+}
 DATA_UPLOAD_MAX_MEMORY_SIZE = 16 * 1024 * 1024 + 1024  # the batch limit; finer limits are checked per route
 
 # --- Beacon -------------------------------------------------------------------------------------------
