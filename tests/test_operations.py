@@ -285,7 +285,7 @@ def test_admin_rotation_shows_the_new_secret_once(make_tenant):
 
 
 def test_delete_tenant_needs_both_flags_then_drops_the_schema(make_tenant):
-    tenant, key = make_tenant(slug())
+    tenant, _ = make_tenant(slug())
     refused = manage("delete_tenant", tenant.slug, "--yes")
     assert refused.returncode != 0 and "--drop-schema --yes" in refused.stderr
     assert manage("delete_tenant", tenant.slug, "--drop-schema").returncode != 0
@@ -297,7 +297,7 @@ def test_delete_tenant_needs_both_flags_then_drops_the_schema(make_tenant):
 
 
 def test_rotation_ends_open_streams_and_old_tokens_are_refused(server, make_tenant):
-    (tenant, key), (other, other_key) = make_tenant(slug()), make_tenant(slug())
+    (tenant, key), (_, other_key) = make_tenant(slug()), make_tenant(slug())
     api, other_api = Api(server.url, key), Api(server.url, other_key)
     user = unique()
     token, other_token = api.token(user), other_api.token(user)
@@ -354,7 +354,10 @@ def test_deactivation_ends_streams_and_refuses_keys(server, make_tenant):
         for _ in events:
             pass
         assert time.monotonic() - started < 5
-    wait_until(lambda: api.publish({"recipient": user}).status_code == 401, timeout=10, message="key refused")
+    refused = wait_until(
+        lambda: (r := api.publish({"recipient": user})).status_code == 403 and r, timeout=10, message="refusal"
+    )
+    assert refused.json()["error"]["code"] == "tenant_inactive"
 
 
 # --- retention ---------------------------------------------------------------------------------------------
