@@ -58,6 +58,8 @@ def main() -> int:
         if problem:
             print(problem, file=sys.stderr)
             return 2
+    from service import embedded_db
+
     server = None
     own_metrics_dir = None
     if not env.get("PROMETHEUS_MULTIPROC_DIR"):
@@ -65,8 +67,6 @@ def main() -> int:
         env["PROMETHEUS_MULTIPROC_DIR"] = own_metrics_dir
     try:
         if not env.get("DATABASE_URL"):
-            from service import embedded_db
-
             data_dir = embedded_db.default_data_dir(ROOT)
             step(f"starting the embedded PostgreSQL 16 in {data_dir}")
             server = embedded_db.start(data_dir, cleanup_mode="stop")
@@ -79,8 +79,9 @@ def main() -> int:
         step("collecting static files (the admin's styles)")
         subprocess.run([*manage, "collectstatic", "--noinput", "-v", "0"], check=True, env=env, cwd=ROOT)
         step("creating the demo tenant and API key")
+        key_file = embedded_db.default_data_dir(ROOT).parent / "demo_api_key"  # beside the embedded data
         out = subprocess.run(
-            [*manage, "ensure_demo", "--port", str(port)],
+            [*manage, "ensure_demo", "--port", str(port), "--key-file", str(key_file)],
             check=True,
             env=env,
             cwd=ROOT,
