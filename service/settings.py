@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from service.env import ConfigError, database_from_url, env_bool, env_float, env_int, env_list, env_str
+from service.env import (
+    ConfigError,
+    database_from_url,
+    env_bool,
+    env_float,
+    env_int,
+    env_list,
+    env_str,
+    env_url,
+)
 from service.observability.logs import logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -53,6 +62,7 @@ SHARED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "corsheaders",
     "ninja",  # its Swagger UI files are served by Beacon itself at /v1/docs (no CDN)
 ]
 TENANT_APPS = ["service.notifications"]
@@ -101,6 +111,12 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 16 * 1024 * 1024 + 1024  # the batch limit; finer 
 HEARTBEAT_SECONDS = env_float("HEARTBEAT_SECONDS", 15.0, minimum=0.05)
 REPLAY_LIMIT = env_int("REPLAY_LIMIT", 1000, minimum=1, maximum=100_000)
 PUBLISH_ANNOUNCE = env_bool("PUBLISH_ANNOUNCE", True)  # off only to measure the cost of NOTIFY
+# The broker (docs/streaming.md): unset is PostgreSQL LISTEN/NOTIFY; redis://[:password@]host:port/db is Redis.
+BROKER_URL = env_url("BROKER_URL", "", {"redis", "rediss", "unix"})
+BROKER_CHANNEL = env_str("BROKER_CHANNEL", "beacon")  # the NOTIFY / Redis pub/sub channel
+BROKER_CHECK_SECONDS = env_float("BROKER_CHECK_SECONDS", 2.0, minimum=0.05)  # Redis: lost-announcement check
+# Tests only: when this file exists, a publishing worker removes it and exits between commit and announcement.
+TEST_CRASH_AFTER_COMMIT = env_str("TEST_CRASH_AFTER_COMMIT", "")
 DRAIN_SECONDS = env_float("DRAIN_SECONDS", 20.0, minimum=0.0)
 MAX_CONNECTION_AGE_SECONDS = env_float("MAX_CONNECTION_AGE_SECONDS", 600.0, minimum=1.0)
 WORKER_MAX_CONNECTIONS = env_int("WORKER_MAX_CONNECTIONS", 10_000, minimum=1)
@@ -119,6 +135,16 @@ RELEASE = env_str("RELEASE", "beacon@0.1.0")
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
 LOG_FORMAT = env_str("LOG_FORMAT", "json")  # json (one object per line) or text
 ACCESS_LOG = env_bool("ACCESS_LOG", True)
+
+# --- CORS (service/cors.py; django-cors-headers for the Django routes, the same values on /v1/stream) -------
+# Which origins get the headers is decided per request from the tenants' allowed origins, never listed here.
+CORS_URLS_REGEX = r"^/v1/(stream|inbox(/.*)?|beacon\.js)$"
+CORS_ALLOWED_ORIGINS: list[str] = []
+CORS_ALLOW_CREDENTIALS = True
+CORS_ALLOW_METHODS = ["GET", "HEAD", "POST", "OPTIONS"]
+CORS_ALLOW_HEADERS = ["authorization", "content-type", "last-event-id"]
+CORS_EXPOSE_HEADERS = ["retry-after", "x-request-id", "www-authenticate"]
+CORS_PREFLIGHT_MAX_AGE = 600  # seconds a browser may reuse a preflight (Chromium caps it at 7200)
 
 LOGGING = logging_config(LOG_LEVEL, LOG_FORMAT, access_log=ACCESS_LOG)
 

@@ -213,13 +213,17 @@ def _stream_status(base: str, token: str, port: int) -> int:
 
 
 @pytest.mark.parametrize(("trusted", "expected"), [("127.0.0.1", 200), ("10.9.8.7", 403)])
-def test_forwarded_proto_is_trusted_only_from_configured_proxies(start_server, make_tenant, trusted, expected):
+def test_forwarded_proto_is_trusted_only_from_configured_proxies(
+    start_server, make_tenant, trusted, expected
+):
     """Same-origin https page behind a proxy: allowed only when the proxy (here: loopback) is trusted."""
     server = start_server(workers=1, FORWARDED_ALLOW_IPS=trusted)
     _, key = make_tenant()  # no allowed origins: only a same-origin page may open a stream
     token = Api(server.url, key).token(unique())
     assert _stream_status(server.url, token, server.port) == expected
     if trusted == "127.0.0.1":
-        wait_until(lambda: "203.0.113.7" in server.log_tail(200), timeout=10, message="forwarded client logged")
+        wait_until(
+            lambda: "203.0.113.7" in server.log_tail(200), timeout=10, message="forwarded client logged"
+        )
     else:
         assert "203.0.113.7" not in server.log_tail(200)

@@ -355,7 +355,9 @@ def test_deactivation_ends_streams_and_refuses_keys(server, make_tenant):
             pass
         assert time.monotonic() - started < 5
     refused = wait_until(
-        lambda: (r := api.publish({"recipient": user})).status_code == 403 and r, timeout=10, message="refusal"
+        lambda: (r := api.publish({"recipient": user})).status_code == 403 and r,
+        timeout=10,
+        message="refusal",
     )
     assert refused.json()["error"]["code"] == "tenant_inactive"
 

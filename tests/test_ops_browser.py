@@ -104,5 +104,7 @@ def test_api_docs_page_renders_with_nothing_leaving_the_machine(start_server, st
     page.wait_for_selector(".swagger-ui .info .title:has-text('Beacon')", timeout=20000)
     page.wait_for_selector(".opblock-summary-path:has-text('/v1/notifications')", timeout=20000)
     assert any(url.endswith("/v1/openapi.json") for url in seen)
-    outside = [url for url in seen if not url.startswith(server.url) and not url.startswith(("data:", "blob:"))]
+    outside = [
+        url for url in seen if not url.startswith(server.url) and not url.startswith(("data:", "blob:"))
+    ]
     assert outside == [], outside

@@ -26,6 +26,14 @@ def _bounds_query(schema: str) -> sql.Composed:
     return sql.SQL("SELECT max(id), min(id) FROM {}").format(_table(schema))
 
 
+def _opening_query(schema: str) -> sql.Composed:
+    """Bounds plus one recipient's unread count, in one statement (one round trip when a stream opens)."""
+    return sql.SQL(
+        "SELECT max(id), min(id), (SELECT count(*) FROM {t} WHERE recipient = %s AND read_at IS NULL "
+        "AND expires_at > now()) FROM {t}"
+    ).format(t=_table(schema))
+
+
 def _row(values: Sequence[Any]) -> Row:
     id_, recipient, topic, broadcast, event, data_json, created_at = values
     return Row(id_, recipient, topic, broadcast, event, rfc3339(created_at), data_json)
@@ -42,20 +50,30 @@ class Store:
             newest, oldest = await cur.fetchone() or (None, None)
         return int(newest or 0), oldest
 
+    async def opening(self, schema: str, recipient: str) -> tuple[int, int | None, int]:
+        """``(newest id or 0, oldest retained id or None, recipient's unread count)`` in one statement."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(_opening_query(schema), [recipient])
+            newest, oldest, unread = await cur.fetchone() or (None, None, 0)
+        return int(newest or 0), oldest, int(unread or 0)
+
+    async def unread_count(self, schema: str, recipient: str) -> int:
+        return (await self.unread_counts(schema, [recipient]))[recipient]
+
     async def replay(
         self, schema: str, after: int, recipient: str, topics: Sequence[str], limit: int
-    ) -> tuple[int, int | None, list[Row]]:
-        """Bounds plus up to ``limit`` rows for this subscriber with ids above ``after``, in id order."""
+    ) -> tuple[int, int | None, int, list[Row]]:
+        """``opening`` plus up to ``limit`` rows for this subscriber with ids above ``after``, in id order."""
         query = sql.SQL(
             "SELECT {cols} FROM {t} WHERE id > %s AND expires_at > now() "
             "AND (recipient = %s OR broadcast OR topic = ANY(%s)) ORDER BY id LIMIT %s"
         ).format(cols=_COLUMNS, t=_table(schema))
         async with self.pool.connection() as conn:
-            cur = await conn.execute(_bounds_query(schema))
-            newest, oldest = await cur.fetchone() or (None, None)
+            cur = await conn.execute(_opening_query(schema), [recipient])
+            newest, oldest, unread = await cur.fetchone() or (None, None, 0)
             cur = await conn.execute(query, [after, recipient, list(topics), limit])
             rows = [_row(r) for r in await cur.fetchall()]
-        return int(newest or 0), oldest, rows
+        return int(newest or 0), oldest, int(unread or 0), rows
 
     async def range(self, schema: str, low: int, high: int) -> list[Row]:
         """Bodies of an announcement too large for its payload: fetched once per process."""
@@ -73,6 +91,15 @@ class Store:
         ).format(cols=_COLUMNS, t=_table(schema))
         async with self.pool.connection() as conn:
             cur = await conn.execute(query, [after, limit])
+            return [_row(r) for r in await cur.fetchall()]
+
+    async def between(self, schema: str, after: int, upto: int, limit: int) -> list[Row]:
+        """Up to ``limit`` live rows with ``after < id <= upto``, in id order (filling a hole in the ids)."""
+        query = sql.SQL(
+            "SELECT {cols} FROM {t} WHERE id > %s AND id <= %s AND expires_at > now() ORDER BY id LIMIT %s"
+        ).format(cols=_COLUMNS, t=_table(schema))
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(query, [after, upto, limit])
             return [_row(r) for r in await cur.fetchall()]
 
     async def unread_counts(self, schema: str, recipients: Iterable[str]) -> dict[str, int]:
@@ -104,3 +131,11 @@ class Store:
     async def ping(self) -> None:
         async with self.pool.connection() as conn:
             await conn.execute("SELECT 1")
+
+
+def newest_ids_query(schemas: Sequence[str]) -> sql.Composed:
+    """One statement for the newest id of each schema: ``(schema, max id or NULL)`` rows, index-only lookups."""
+    return sql.SQL(" UNION ALL ").join(
+        sql.SQL("SELECT {name}, (SELECT max(id) FROM {t})").format(name=sql.Literal(s), t=_table(s))
+        for s in schemas
+    )
