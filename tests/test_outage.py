@@ -6,6 +6,7 @@ start it without disturbing the session's database.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -68,10 +69,8 @@ def private_postgres() -> Iterator[PrivatePostgres]:
     try:
         yield pg
     finally:
-        try:
+        with contextlib.suppress(Exception):
             pg.start()  # cleanup stops a running server; a stopped one would be left behind
-        except Exception:
-            pass
         pg.close()
 
 
