@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from service.env import (
@@ -101,6 +102,9 @@ TIME_ZONE = "UTC"
 LANGUAGE_CODE = "en-us"
 STATIC_URL = "static/"
 STATIC_ROOT = env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles"))
+# Before collectstatic (tests, a fresh checkout) STATIC_ROOT does not exist: pages render with plain names
+# (service/staticfiles.py), so WhiteNoise's start-up warning would only be a non-JSON line in the logs.
+warnings.filterwarnings("ignore", message="No directory at: ")
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "service.staticfiles.Storage"},
