@@ -60,12 +60,13 @@ def url(server: Any, database: str = "postgres") -> str:
 def ensure_database_url(base_dir: Path) -> Any:
     """Export ``DATABASE_URL``, starting the embedded server when it is unset; returns the server or ``None``.
 
-    Exits with a one-line message when ``REQUIRE_DATABASE_URL`` forbids the fallback.
+    Exits with a one-line message when ``REQUIRE_DATABASE_URL`` forbids the fallback. The server stops when
+    its last user exits (a running ``make run`` keeps it up), so a command leaves nothing running behind it.
     """
     if os.environ.get("DATABASE_URL"):
         return None
     if database_url_required():
         raise SystemExit(MISSING_URL)
-    server = start(default_data_dir(base_dir))
+    server = start(default_data_dir(base_dir), cleanup_mode="stop")
     os.environ["DATABASE_URL"] = url(server)
     return server

@@ -192,24 +192,21 @@ def test_create_api_key_tail_is_the_key_with_the_embedded_database(tmp_path):
             timeout=180,
         )
 
-    try:
-        assert run("migrate_schemas", "--shared", "-v", "0").returncode == 0
-        assert run("create_tenant", "embedded").returncode == 0
-        shell = subprocess.run(
-            f"{sys.executable} manage.py create_api_key embedded | tail -1",
-            shell=True,
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=180,
-        )
-        assert keys.parse(shell.stdout.strip()) is not None, shell.stdout
-        assert "Warning" not in shell.stderr, shell.stderr
-    finally:
-        import pgserver
-
-        pgserver.get_server(tmp_path / "pg", cleanup_mode="stop").cleanup()
+    assert run("migrate_schemas", "--shared", "-v", "0").returncode == 0
+    assert run("create_tenant", "embedded").returncode == 0
+    shell = subprocess.run(
+        f"{sys.executable} manage.py create_api_key embedded | tail -1",
+        shell=True,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert keys.parse(shell.stdout.strip()) is not None, shell.stdout
+    assert "Warning" not in shell.stderr, shell.stderr
+    # Each command stopped the server it started: nothing is left running.
+    assert not (tmp_path / "pg" / "postmaster.pid").exists()
 
 
 # --- start-up safety ---------------------------------------------------------------------------------------
