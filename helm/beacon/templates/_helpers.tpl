@@ -99,6 +99,8 @@ ALLOWED_HOSTS: {{ join "," .Values.config.allowedHosts | quote }}
 SENTRY_ENVIRONMENT: {{ .Values.config.sentryEnvironment | quote }}
 METRICS_TENANT_LABELS: {{ .Values.config.metricsTenantLabels | toString | quote }}
 REQUIRE_SECRET_KEY: "true"
+REQUIRE_DATABASE_URL: "true"
+FORWARDED_ALLOW_IPS: {{ join "," .Values.config.forwardedAllowIps | quote }}
 {{- range $name, $value := .Values.config.extra }}
 {{ $name }}: {{ $value | quote }}
 {{- end }}
