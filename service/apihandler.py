@@ -11,7 +11,11 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler
 
-API_MIDDLEWARE = ["service.http.RequestIdMiddleware"]
+API_MIDDLEWARE = [
+    "service.http.RequestIdMiddleware",
+    "service.cors.OriginUnionMiddleware",  # decides whether the origin gets CORS headers (async, cached)
+    "service.cors.CorsMiddleware",  # django-cors-headers: preflights and the headers on every answer
+]
 
 
 class ApiHandler(ASGIHandler):

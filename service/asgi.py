@@ -8,6 +8,7 @@ from django.core.asgi import get_asgi_application
 
 django_application = get_asgi_application()
 
+import service.beacon_js  # noqa: E402, F401  (reads the browser client once, at start-up)
 from service.apihandler import ApiHandler  # noqa: E402
 from service.streaming.app import BeaconApp  # noqa: E402
 

@@ -53,6 +53,7 @@ SHARED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "corsheaders",
 ]
 TENANT_APPS = ["service.notifications"]
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
@@ -113,6 +114,16 @@ RELEASE = env_str("RELEASE", "beacon@0.1.0")
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
 LOG_FORMAT = env_str("LOG_FORMAT", "json")  # json (one object per line) or text
 ACCESS_LOG = env_bool("ACCESS_LOG", True)
+
+# --- CORS (service/cors.py; django-cors-headers for the Django routes, the same values on /v1/stream) -------
+# Which origins get the headers is decided per request from the tenants' allowed origins, never listed here.
+CORS_URLS_REGEX = r"^/v1/(stream|inbox(/.*)?|beacon\.js)$"
+CORS_ALLOWED_ORIGINS: list[str] = []
+CORS_ALLOW_CREDENTIALS = True
+CORS_ALLOW_METHODS = ["GET", "HEAD", "POST", "OPTIONS"]
+CORS_ALLOW_HEADERS = ["authorization", "content-type", "last-event-id"]
+CORS_EXPOSE_HEADERS = ["retry-after", "x-request-id", "www-authenticate"]
+CORS_PREFLIGHT_MAX_AGE = 600  # seconds a browser may reuse a preflight (Chromium caps it at 7200)
 
 LOGGING = logging_config(LOG_LEVEL, LOG_FORMAT, access_log=ACCESS_LOG)
 

@@ -4,10 +4,12 @@ from django.conf import settings
 from django.contrib import admin
 from django.urls import URLPattern, URLResolver, path
 
+from service import beacon_js
 from service.api import api
 
 urlpatterns: list[URLPattern | URLResolver] = [
     path("admin/", admin.site.urls),
+    path("v1/beacon.js", beacon_js.serve, name="beacon-js"),
     path("v1/", api.urls),
 ]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -11,6 +12,48 @@ from django.utils import timezone
 
 from tenants import keys
 from tenants.models import ApiKey, Domain, Tenant
+from tenants.origins import check_origins
+
+
+class AllowedOriginsField(forms.Field):
+    """``Tenant.allowed_origins`` as a text area with one origin per line (not a JSON list to type by hand).
+
+    Every bad line is named with the reason (``tenants.origins.check_origin``), e.g.
+    ``'https://app.example.com/': an origin has no path, no trailing slash, no query and no fragment``.
+    """
+
+    widget = forms.Textarea(attrs={"rows": 4, "cols": 60, "placeholder": "https://app.example.com"})
+
+    def prepare_value(self, value: Any) -> Any:
+        if isinstance(value, list | tuple):
+            return "\n".join(str(origin) for origin in value)
+        return value
+
+    def to_python(self, value: Any) -> list[str]:
+        if isinstance(value, list | tuple):
+            return [str(origin) for origin in value]
+        return [line.strip() for line in str(value or "").splitlines() if line.strip()]
+
+    def validate(self, value: Any) -> None:
+        super().validate(value)
+        check_origins(value)
+
+    def clean(self, value: Any) -> list[str]:
+        cleaned = super().clean(value)
+        return check_origins(cleaned)  # duplicates dropped, order kept
+
+
+class TenantAdminForm(forms.ModelForm):  # type: ignore[type-arg]
+    allowed_origins = AllowedOriginsField(
+        required=False,
+        help_text="One origin per line, as a browser sends it in Origin: scheme://host[:port], e.g. "
+        "https://app.example.com (no path, no trailing slash, no *). Pages on these origins may call the "
+        "stream and the inbox (CORS).",
+    )
+
+    class Meta:
+        model = Tenant
+        fields = "__all__"
 
 
 class DomainInline(admin.TabularInline):
@@ -20,6 +63,7 @@ class DomainInline(admin.TabularInline):
 
 @admin.register(Tenant)
 class TenantAdmin(admin.ModelAdmin):
+    form = TenantAdminForm
     list_display = ("slug", "name", "schema_name", "is_active", "created_at")
     search_fields = ("slug", "name")
     readonly_fields = ("schema_name", "signing_secret", "created_at")

@@ -155,6 +155,40 @@ def api_key(public_id: str) -> KeyInfo | None:
     return _cached(keys_by_public_id, public_id, load)
 
 
+class OriginUnion:
+    """The union of every active tenant's allowed origins, cached for ``TENANT_CACHE_SECONDS``.
+
+    A CORS preflight carries no credential, so it is answered from this set (``service.cors``). One query per
+    process and period, whatever the traffic; when a reload fails the last good set keeps serving.
+    """
+
+    def __init__(self) -> None:
+        self._expires = 0.0
+        self._origins: frozenset[str] = frozenset()
+
+    def fresh(self) -> frozenset[str] | None:
+        """The cached set while it is fresh, else ``None`` (call ``load`` then)."""
+        return self._origins if time.monotonic() < self._expires else None
+
+    def stale(self) -> frozenset[str]:
+        return self._origins
+
+    def load(self) -> frozenset[str]:
+        """Read the set from the database (blocking ORM code) and cache it."""
+        origins: set[str] = set()
+        for listed in Tenant.objects.filter(is_active=True).values_list("allowed_origins", flat=True):
+            origins.update(str(origin) for origin in listed or ())
+        self._origins = frozenset(origins)
+        self._expires = time.monotonic() + settings.TENANT_CACHE_SECONDS
+        return self._origins
+
+    def clear(self) -> None:
+        self._expires = 0.0
+
+
+origin_union = OriginUnion()
+
+
 _last_used_marks: dict[int, float] = {}
 
 

@@ -229,6 +229,9 @@ def test_unread_count_is_pushed_to_every_open_stream_of_the_recipient(acme: Api)
     user = unique()
     token = acme.token(user)
     with sse_stream(acme.base_url, token) as tab1, sse_stream(acme.base_url, token) as tab2:
+        for tab in (tab1, tab2):  # the count at open comes first
+            unread = next(e for e in tab if e.event == "beacon.unread")
+            assert json.loads(unread.data) == {"unread": 0}
         (n,) = acme.publish_ok({"recipient": user})
         for tab in (tab1, tab2):
             unread = next(e for e in tab if e.event == "beacon.unread")

@@ -15,6 +15,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 from ninja.security import HttpBearer
 
+from service import cors
 from service.db import run_db
 from service.errors import ApiError, tenant_mismatch, unauthenticated
 from service.notifications import tokens
@@ -127,17 +128,25 @@ class ApiKeyAuth(HttpBearer):
 
 
 class SubscriberAuth(HttpBearer):
-    """Ninja auth for browsers: a subscriber token in the header, the ``token`` query or the cookie."""
+    """Ninja auth for browsers: a subscriber token in the header, the ``token`` query or the cookie.
+
+    Then the per-tenant origin check (``service.cors.origin_allowed_for``): a request from an origin the
+    tenant does not list is ``403 origin_not_allowed``, which keeps cookie users safe from cross-site posts.
+    """
 
     is_async = True
 
     async def __call__(self, request: HttpRequest) -> Any:
-        raw = (
-            bearer(request.headers.get("Authorization"))
-            or request.GET.get("token")
-            or request.COOKIES.get("beacon_token")
-        )
-        return await authenticate_token(raw, request.get_host())
+        explicit = bearer(request.headers.get("Authorization")) or request.GET.get("token")
+        raw = explicit or request.COOKIES.get("beacon_token")
+        subscriber = await authenticate_token(raw, request.get_host())
+        origin = request.headers.get("Origin")
+        own = cors.own_origin(request.scheme or "http", request.get_host())
+        if not cors.origin_allowed_for(subscriber.tenant, origin, own, cookie=not explicit):
+            raise cors.origin_not_allowed()
+        if origin:
+            cors.allow(request)
+        return subscriber
 
     def authenticate(self, request: HttpRequest, token: str) -> Any:  # pragma: no cover - __call__ is used
         raise NotImplementedError

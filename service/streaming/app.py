@@ -26,6 +26,7 @@ _KNOWN_ROUTES = frozenset(
         "/v1/inbox/read-all",
         "/v1/inbox/{id}/read",
         "/v1/openapi.json",
+        "/v1/beacon.js",
         "/healthz",
         "/readyz",
         "/",

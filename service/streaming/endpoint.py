@@ -1,9 +1,9 @@
 """``GET /v1/stream``: a lean ASGI handler (no Django request machinery on the stream path).
 
 Order of a stream's life: refuse early (drain, capacity, token, origin, last id, slots) before any byte;
-register in the hub; fix the starting position (and read the replay) from the database; flush headers,
-``retry`` and the replay; then live events from the queue, skipping ids already sent. Cleanup (hub, slot,
-gauges, tasks) always runs.
+register in the hub; fix the starting position (and read the replay and the unread count) from the
+database; flush headers, ``retry``, the replay and ``beacon.unread``; then live events from the queue,
+skipping ids already sent. Cleanup (hub, slot, gauges, tasks) always runs.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from urllib.parse import parse_qs
 
 from django.conf import settings
 
+from service import cors
 from service.errors import ApiError, unauthenticated
 from service.notifications.auth import authenticate_token, bearer
 from service.notifications.tokens import Subscriber
@@ -47,6 +48,7 @@ class Request:
         self.query = {k: v[-1] for k, v in parse_qs(scope.get("query_string", b"").decode("latin-1")).items()}
         self.host = self.headers.get("host", "")
         self.scheme = scope.get("scheme", "http")
+        self.origin = cors.own_origin(self.scheme, self.host)  # Beacon's own origin, as a browser sends it
 
     def cookie(self, name: str) -> str | None:
         for part in self.headers.get("cookie", "").split(";"):
@@ -68,22 +70,13 @@ def parse_last_event_id(request: Request) -> int | None:
     return int(raw)
 
 
-def cors_headers(request: Request, subscriber: Subscriber | None) -> list[tuple[bytes, bytes]]:
+async def cors_for(request: Request) -> list[tuple[bytes, bytes]]:
+    """CORS headers for every answer of this request, refusals included (``service.cors``): none without
+    ``Origin`` or for an origin no active tenant allows; a cache lookup, no query per connect."""
     origin = request.headers.get("origin")
-    if not origin or subscriber is None or origin not in subscriber.tenant.allowed_origins:
+    if not origin or not await cors.origin_known(origin, request.origin):
         return []
-    return [
-        (b"access-control-allow-origin", origin.encode("latin-1")),
-        (b"access-control-allow-credentials", b"true"),
-        (b"vary", b"Origin"),
-    ]
-
-
-def origin_allowed(request: Request, subscriber: Subscriber) -> bool:
-    origin = request.headers.get("origin")
-    if not origin or (origin == "null" and not subscriber.tenant.allowed_origins):
-        return True
-    return origin in subscriber.tenant.allowed_origins or origin == f"{request.scheme}://{request.host}"
+    return cors.actual_headers(origin)
 
 
 async def refuse(
@@ -115,6 +108,7 @@ def _release_later(runtime: Runtime, tenant_id: int, recipient: str) -> None:
 
 async def stream(scope: Scope, receive: Receive, send: Send, runtime: Runtime) -> None:
     request = Request(scope)
+    headers = await cors_for(request)
     if runtime.draining:
         await refuse(
             send,
@@ -122,6 +116,7 @@ async def stream(scope: Scope, receive: Receive, send: Send, runtime: Runtime) -
                 503, "draining", "this worker is shutting down; reconnect", headers={"Retry-After": "1"}
             ),
             "draining",
+            headers,
         )
         return
     if runtime.open_streams >= settings.WORKER_MAX_CONNECTIONS or runtime.store is None:
@@ -129,6 +124,7 @@ async def stream(scope: Scope, receive: Receive, send: Send, runtime: Runtime) -
             send,
             ApiError(503, "over_capacity", "this worker is full; reconnect", headers={"Retry-After": "2"}),
             "over_capacity",
+            headers,
         )
         return
     runtime.open_streams += 1  # reserve capacity before the first await
@@ -136,16 +132,16 @@ async def stream(scope: Scope, receive: Receive, send: Send, runtime: Runtime) -
     try:
         subscriber: Subscriber | None = None
         try:
-            raw = (
-                bearer(request.headers.get("authorization"))
-                or request.query.get("token")
-                or request.cookie("beacon_token")
-            )
+            explicit = bearer(request.headers.get("authorization")) or request.query.get("token")
+            raw = explicit or request.cookie("beacon_token")
             if not raw:
                 raise unauthenticated("a subscriber token is required (Authorization, token query or cookie)")
             subscriber = await authenticate_token(raw, request.host)
-            if not origin_allowed(request, subscriber):
-                raise ApiError(403, "origin_not_allowed", "this origin is not allowed for the tenant")
+            origin = request.headers.get("origin")
+            if not cors.origin_allowed_for(subscriber.tenant, origin, request.origin, cookie=not explicit):
+                raise cors.origin_not_allowed()
+            if origin and not headers:  # the tenant lists it, the cached union not yet
+                headers = cors.actual_headers(origin)
             last_id = parse_last_event_id(request)
             tenant = subscriber.tenant
             outcome = await runtime.store.acquire_slot(
@@ -165,7 +161,7 @@ async def stream(scope: Scope, receive: Receive, send: Send, runtime: Runtime) -
                 )
             slot = (tenant.id, subscriber.recipient)
         except ApiError as error:
-            await refuse(send, error, error.code, cors_headers(request, subscriber))
+            await refuse(send, error, error.code, headers)
             return
         except Exception:
             log.exception("stream setup failed")
@@ -173,10 +169,10 @@ async def stream(scope: Scope, receive: Receive, send: Send, runtime: Runtime) -
                 send,
                 ApiError(503, "unavailable", "try again shortly", headers={"Retry-After": "2"}),
                 "unavailable",
-                cors_headers(request, subscriber),
+                headers,
             )
             return
-        await _serve(scope, receive, send, runtime, request, subscriber, last_id)
+        await _serve(scope, receive, send, runtime, headers, subscriber, last_id)
     finally:
         runtime.open_streams -= 1
         if slot is not None:
@@ -188,7 +184,7 @@ async def _serve(
     receive: Receive,
     send: Send,
     runtime: Runtime,
-    request: Request,
+    cors_headers: list[tuple[bytes, bytes]],
     subscriber: Subscriber,
     last_id: int | None,
 ) -> None:
@@ -209,7 +205,7 @@ async def _serve(
         runtime.hub.remove(sub)
         log.exception("stream replay failed")
         error = ApiError(503, "unavailable", "try again shortly", headers={"Retry-After": "2"})
-        await refuse(send, error, "unavailable", cors_headers(request, subscriber))
+        await refuse(send, error, "unavailable", cors_headers)
         return
     metrics.CONNECTIONS.labels(label).inc()
     metrics.CONNECTIONS_OPENED.labels(label).inc()
@@ -223,7 +219,7 @@ async def _serve(
                     (b"content-type", b"text/event-stream; charset=utf-8"),
                     (b"cache-control", b"no-cache, no-store"),
                     (b"x-accel-buffering", b"no"),
-                    *cors_headers(request, subscriber),
+                    *cors_headers,
                 ],
             }
         )
@@ -263,20 +259,27 @@ async def _write(send: Send, body: bytes) -> None:
 async def _prepare(
     runtime: Runtime, sub: Subscription, subscriber: Subscriber, last_id: int | None, label: str
 ) -> list[bytes]:
-    """Set the stream's starting position and return the frames to send before live events.
+    """Set the stream's starting position and return the frames to send before live events: the replay
+    (or a reset), then ``beacon.unread`` with the recipient's current count, so a badge is right at once.
 
     A first connect starts at the newest id: the one this worker's listener last dispatched for the tenant
-    when it knows it (no query), else the table's newest. A resume replays from the database, or resets.
+    when it knows it (then one count query), else the table's newest (read with the count in one statement).
+    A resume replays from the database, or resets; the count comes with the bounds in the same statement.
     """
     assert runtime.store is not None
     schema = subscriber.tenant.schema
+    recipient = subscriber.recipient
     if last_id is None:
         known = runtime.newest_dispatched(schema)
-        sub.position = known if known is not None else (await runtime.store.bounds(schema))[0]
-        return []
+        if known is not None:
+            sub.position = known
+            unread = await runtime.store.unread_count(schema, recipient)
+        else:
+            sub.position, _, unread = await runtime.store.opening(schema, recipient)
+        return [_unread(unread)]
     limit = settings.REPLAY_LIMIT
-    newest, oldest, rows = await runtime.store.replay(
-        schema, last_id, subscriber.recipient, subscriber.topics, limit + 1
+    newest, oldest, unread, rows = await runtime.store.replay(
+        schema, last_id, recipient, subscriber.topics, limit + 1
     )
     reason = None
     if last_id > newest:
@@ -288,14 +291,21 @@ async def _prepare(
     if reason is not None:
         metrics.RESETS.labels(reason).inc()
         sub.position = newest
-        return [sse.control("beacon.reset", {"reason": reason, "resume_from": str(newest)})]
+        return [sse.control("beacon.reset", {"reason": reason, "resume_from": str(newest)}), _unread(unread)]
     sub.position = rows[-1].id if rows else last_id
     if rows:
         metrics.REPLAYED_EVENTS.labels(label).inc(len(rows))
     return [
-        b"".join(frame_for(row) for row in rows[start : start + MAX_COALESCED])
-        for start in range(0, len(rows), MAX_COALESCED)
+        *(
+            b"".join(frame_for(row) for row in rows[start : start + MAX_COALESCED])
+            for start in range(0, len(rows), MAX_COALESCED)
+        ),
+        _unread(unread),
     ]
+
+
+def _unread(count: int) -> bytes:
+    return sse.control("beacon.unread", {"unread": count})
 
 
 async def _live(send: Send, sub: Subscription, subscriber: Subscriber, label: str) -> None:

@@ -26,6 +26,14 @@ def _bounds_query(schema: str) -> sql.Composed:
     return sql.SQL("SELECT max(id), min(id) FROM {}").format(_table(schema))
 
 
+def _opening_query(schema: str) -> sql.Composed:
+    """Bounds plus one recipient's unread count, in one statement (one round trip when a stream opens)."""
+    return sql.SQL(
+        "SELECT max(id), min(id), (SELECT count(*) FROM {t} WHERE recipient = %s AND read_at IS NULL "
+        "AND expires_at > now()) FROM {t}"
+    ).format(t=_table(schema))
+
+
 def _row(values: Sequence[Any]) -> Row:
     id_, recipient, topic, broadcast, event, data_json, created_at = values
     return Row(id_, recipient, topic, broadcast, event, rfc3339(created_at), data_json)
@@ -42,20 +50,30 @@ class Store:
             newest, oldest = await cur.fetchone() or (None, None)
         return int(newest or 0), oldest
 
+    async def opening(self, schema: str, recipient: str) -> tuple[int, int | None, int]:
+        """``(newest id or 0, oldest retained id or None, recipient's unread count)`` in one statement."""
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(_opening_query(schema), [recipient])
+            newest, oldest, unread = await cur.fetchone() or (None, None, 0)
+        return int(newest or 0), oldest, int(unread or 0)
+
+    async def unread_count(self, schema: str, recipient: str) -> int:
+        return (await self.unread_counts(schema, [recipient]))[recipient]
+
     async def replay(
         self, schema: str, after: int, recipient: str, topics: Sequence[str], limit: int
-    ) -> tuple[int, int | None, list[Row]]:
-        """Bounds plus up to ``limit`` rows for this subscriber with ids above ``after``, in id order."""
+    ) -> tuple[int, int | None, int, list[Row]]:
+        """``opening`` plus up to ``limit`` rows for this subscriber with ids above ``after``, in id order."""
         query = sql.SQL(
             "SELECT {cols} FROM {t} WHERE id > %s AND expires_at > now() "
             "AND (recipient = %s OR broadcast OR topic = ANY(%s)) ORDER BY id LIMIT %s"
         ).format(cols=_COLUMNS, t=_table(schema))
         async with self.pool.connection() as conn:
-            cur = await conn.execute(_bounds_query(schema))
-            newest, oldest = await cur.fetchone() or (None, None)
+            cur = await conn.execute(_opening_query(schema), [recipient])
+            newest, oldest, unread = await cur.fetchone() or (None, None, 0)
             cur = await conn.execute(query, [after, recipient, list(topics), limit])
             rows = [_row(r) for r in await cur.fetchall()]
-        return int(newest or 0), oldest, rows
+        return int(newest or 0), oldest, int(unread or 0), rows
 
     async def range(self, schema: str, low: int, high: int) -> list[Row]:
         """Bodies of an announcement too large for its payload: fetched once per process."""
