@@ -31,6 +31,7 @@ _KNOWN_ROUTES = frozenset(
         "/readyz",
         "/",
         "/demo/publish",
+        "/demo/token",
     }
 )
 
