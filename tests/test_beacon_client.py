@@ -329,12 +329,15 @@ def test_inbox_from_the_cross_origin_page_and_a_badge_right_on_load(server, embe
     assert tab.text_content("#badge") == "3"
     page = tab.evaluate("client.inbox.list({limit: 50})")
     assert [n["id"] for n in page["notifications"]] == ids[::-1]
-    assert all(n["read_at"] is None and n["data"] == {"i": i} for n, i in zip(page["notifications"], (2, 1, 0)))
+    assert all(
+        n["read_at"] is None and n["data"] == {"i": i}
+        for n, i in zip(page["notifications"], (2, 1, 0), strict=True)
+    )
     assert page["next"] is None
     assert tab.evaluate("client.inbox.list({limit: 2})")["next"] == ids[1]
-    assert [n["id"] for n in tab.evaluate(f"client.inbox.list({{before: '{ids[2]}'}})")["notifications"]] == ids[
-        1::-1
-    ]
+    assert [
+        n["id"] for n in tab.evaluate(f"client.inbox.list({{before: '{ids[2]}'}})")["notifications"]
+    ] == ids[1::-1]
     read = tab.evaluate(f"client.inbox.markRead('{ids[0]}')")
     assert read["id"] == ids[0] and read["read_at"]
     tab.wait_for_function("log.unread.at(-1) === 2", timeout=WAIT_MS)
@@ -376,7 +379,9 @@ def test_an_origin_that_is_not_allowed_is_refused_and_nothing_leaks(
     assert "access-control-allow-origin" not in preflight.headers
     # The stream request is a simple GET: Beacon refuses it for the origin, and the page cannot read even that.
     wait_until(
-        lambda: metrics.value("beacon_connections_rejected_total", reason="origin_not_allowed") > refused_before,
+        lambda: (
+            metrics.value("beacon_connections_rejected_total", reason="origin_not_allowed") > refused_before
+        ),
         message="the stream refused for the origin",
     )
     # A page of the allowed origin (another profile) gets a notification; the stranger's page gets nothing.
@@ -403,6 +408,8 @@ def test_beacon_js_is_served_with_etag_and_cache_control(server, saas):
     response = httpx.get(server.url + "/v1/beacon.js", headers={"Origin": saas.origin})
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/javascript")
-    assert response.content == (Path(__file__).parent.parent / "service" / "client" / "beacon.js").read_bytes()
+    assert (
+        response.content == (Path(__file__).parent.parent / "service" / "client" / "beacon.js").read_bytes()
+    )
     again = httpx.get(server.url + "/v1/beacon.js", headers={"If-None-Match": response.headers["etag"]})
     assert again.status_code == 304
