@@ -43,7 +43,7 @@ class AllowedOriginsField(forms.Field):
         return check_origins(cleaned)  # duplicates dropped, order kept
 
 
-class TenantAdminForm(forms.ModelForm):  # type: ignore[type-arg]
+class TenantAdminForm(forms.ModelForm):
     allowed_origins = AllowedOriginsField(
         required=False,
         help_text="One origin per line, as a browser sends it in Origin: scheme://host[:port], e.g. "

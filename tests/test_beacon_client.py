@@ -14,7 +14,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -403,13 +402,3 @@ def test_an_origin_that_is_not_allowed_is_refused_and_nothing_leaks(
     assert leak == "TypeError"
     assert json.dumps(tab.evaluate("log")).count("s3cr3t") == 0
 
-
-def test_beacon_js_is_served_with_etag_and_cache_control(server, saas):
-    response = httpx.get(server.url + "/v1/beacon.js", headers={"Origin": saas.origin})
-    assert response.status_code == 200
-    assert response.headers["content-type"].startswith("text/javascript")
-    assert (
-        response.content == (Path(__file__).parent.parent / "service" / "client" / "beacon.js").read_bytes()
-    )
-    again = httpx.get(server.url + "/v1/beacon.js", headers={"If-None-Match": response.headers["etag"]})
-    assert again.status_code == 304

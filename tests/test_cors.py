@@ -86,7 +86,9 @@ def _tenant(*origins: str) -> TenantInfo:
         ((), EVIL, False, False),
     ],
 )
-def test_per_tenant_origin_rule(listed: tuple[str, ...], origin: str | None, cookie: bool, allowed: bool) -> None:
+def test_per_tenant_origin_rule(
+    listed: tuple[str, ...], origin: str | None, cookie: bool, allowed: bool
+) -> None:
     assert cors.origin_allowed_for(_tenant(*listed), origin, "http://beacon.test", cookie=cookie) is allowed
 
 
@@ -106,7 +108,9 @@ def test_preflight_from_an_allowed_origin(server, tenant_pair, path: str, method
 
 
 @pytest.mark.parametrize(("path", "method"), BROWSER_ROUTES)
-def test_preflight_from_an_origin_nobody_allows_gets_no_cors_header(server, tenant_pair, path, method) -> None:
+def test_preflight_from_an_origin_nobody_allows_gets_no_cors_header(
+    server, tenant_pair, path, method
+) -> None:
     for origin in (EVIL, "null", "https://app.acme.test.evil.test", "http://app.acme.test"):
         response = preflight(server.url, path, origin, method)
         assert cors_of(response) == {}, (path, origin)
@@ -173,15 +177,29 @@ def test_inbox_refusals_carry_cors_headers_for_an_allowed_origin(acme: Api, glob
     bearer = {"Authorization": f"Bearer {token}", **origin}
     cases: list[tuple[httpx.Response, int, str]] = [
         (acme.client.get("/v1/inbox", headers=origin), 401, "unauthenticated"),
-        (acme.client.get("/v1/inbox", headers={**origin, "Authorization": "Bearer x.y.z"}), 401, "invalid_token"),
-        (acme.client.get("/v1/inbox", headers={**origin, "Authorization": f"Bearer {expired}"}), 401, "token_expired"),
-        (acme.client.get("/v1/inbox", headers={**bearer, "Host": "globex.localhost"}), 403, "tenant_mismatch"),
+        (
+            acme.client.get("/v1/inbox", headers={**origin, "Authorization": "Bearer x.y.z"}),
+            401,
+            "invalid_token",
+        ),
+        (
+            acme.client.get("/v1/inbox", headers={**origin, "Authorization": f"Bearer {expired}"}),
+            401,
+            "token_expired",
+        ),
+        (
+            acme.client.get("/v1/inbox", headers={**bearer, "Host": "globex.localhost"}),
+            403,
+            "tenant_mismatch",
+        ),
         (acme.client.post("/v1/inbox/999999999/read", headers=bearer), 404, "not_found"),
         (acme.client.post(f"/v1/inbox/{broadcast['id']}/read", headers=bearer), 409, "no_read_state"),
         (acme.client.get("/v1/inbox?limit=0", headers=bearer), 422, "invalid_field"),
         # acme's origin with a globex token: refused by the per-tenant check, readable by the page
         (
-            globex.client.get("/v1/inbox", headers={**origin, "Authorization": f"Bearer {globex.token(user)}"}),
+            globex.client.get(
+                "/v1/inbox", headers={**origin, "Authorization": f"Bearer {globex.token(user)}"}
+            ),
             403,
             "origin_not_allowed",
         ),
@@ -236,7 +254,10 @@ def test_stream_answers_carry_cors_headers_for_an_allowed_origin(acme: Api, glob
     with sse_stream(server.url, token, headers={"Origin": ACME_ORIGIN}) as events:
         next(events)
     url = server.url + "/v1/stream"
-    with httpx.Client(timeout=10) as client, client.stream("GET", url, params={"token": token}, headers={"Origin": ACME_ORIGIN}) as ok:
+    with (
+        httpx.Client(timeout=10) as client,
+        client.stream("GET", url, params={"token": token}, headers={"Origin": ACME_ORIGIN}) as ok,
+    ):
         assert ok.status_code == 200 and ok.headers["content-type"].startswith("text/event-stream")
         assert_cors_for(httpx.Response(200, headers=ok.headers), ACME_ORIGIN)
         assert "retry-after" in ok.headers["access-control-expose-headers"]
@@ -267,7 +288,9 @@ def test_stream_429_and_503_carry_cors_headers(start_server, make_tenant) -> Non
         assert (got, body["error"]["code"]) == (429, "too_many_connections")
         assert_cors_for(httpx.Response(got, headers=answer), origin)
         with sse_stream(pod.url, api.token(unique()), headers={"Origin": origin}):
-            got, body, answer = _stream_status(url, Origin=origin, Authorization=f"Bearer {api.token(unique())}")
+            got, body, answer = _stream_status(
+                url, Origin=origin, Authorization=f"Bearer {api.token(unique())}"
+            )
             assert (got, body["error"]["code"]) == (503, "over_capacity")
             assert_cors_for(httpx.Response(got, headers=answer), origin)
             assert "retry-after" in answer["access-control-expose-headers"]

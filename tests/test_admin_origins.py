@@ -1,0 +1,68 @@
+"""The tenant admin edits allowed origins one per line and refuses a bad one with the reason, saving nothing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.test import Client
+
+from tenants.models import Tenant
+from tests.test_admin import staff_client
+
+
+def change_form_post(client: Client, tenant: Tenant, origins: str) -> Any:
+    """Post the real change form as the page would: every field of the tenant, the domain inline empty."""
+    data = {
+        "slug": tenant.slug,
+        "name": tenant.name,
+        "is_active": "on",
+        "allowed_origins": origins,
+        "max_connections": tenant.max_connections,
+        "max_connections_per_recipient": tenant.max_connections_per_recipient,
+        "publish_rate_per_second": tenant.publish_rate_per_second,
+        "max_payload_bytes": tenant.max_payload_bytes,
+        "domains-TOTAL_FORMS": "0",
+        "domains-INITIAL_FORMS": "0",
+        "domains-MIN_NUM_FORMS": "0",
+        "domains-MAX_NUM_FORMS": "1000",
+        "_save": "Save",
+    }
+    return client.post(f"/admin/tenants/tenant/{tenant.pk}/change/", data)
+
+
+def test_bad_origins_are_refused_with_a_clear_message(make_tenant) -> None:
+    tenant, _ = make_tenant(allowed_origins=["https://app.example.test"])
+    client = staff_client()
+    page = client.get(f"/admin/tenants/tenant/{tenant.pk}/change/").content.decode()
+    assert "https://app.example.test</textarea>" in page  # one per line, not a JSON list
+    cases = {
+        "https://app.example.test/": "an origin has no path, no trailing slash",
+        "https://*.example.test": "wildcards are not allowed",
+        "app.example.test": "an origin is scheme://host[:port]",
+        "https://App.example.test": "write the origin in lower case",
+        "https://app.example.test:443": "drop the default port",
+        "ftp://app.example.test": "the scheme must be http or https",
+    }
+    for bad, reason in cases.items():
+        response = change_form_post(client, tenant, f"https://ok.example.test\n{bad}\n")
+        assert response.status_code == 200, bad  # the form again, not a redirect
+        errors = response.context["adminform"].form.errors["allowed_origins"]
+        assert len(errors) == 1 and reason in errors[0] and bad in errors[0], errors
+        assert "errornote" in response.content.decode()
+        tenant.refresh_from_db()
+        assert tenant.allowed_origins == ["https://app.example.test"], "nothing saved"
+
+
+def test_good_origins_are_saved_as_a_list(make_tenant) -> None:
+    tenant, _ = make_tenant()
+    client = staff_client()
+    response = change_form_post(
+        client, tenant, "https://a.example.test\r\n\r\n  http://localhost:3000  \nhttps://a.example.test\n"
+    )
+    assert response.status_code == 302, response.content.decode()[:2000]
+    tenant.refresh_from_db()
+    assert tenant.allowed_origins == ["https://a.example.test", "http://localhost:3000"]
+    response = change_form_post(client, tenant, "")
+    assert response.status_code == 302
+    tenant.refresh_from_db()
+    assert tenant.allowed_origins == []
