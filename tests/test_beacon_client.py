@@ -401,4 +401,3 @@ def test_an_origin_that_is_not_allowed_is_refused_and_nothing_leaks(
     )
     assert leak == "TypeError"
     assert json.dumps(tab.evaluate("log")).count("s3cr3t") == 0
-
