@@ -102,7 +102,7 @@ def test_demo_page_shows_the_inbox_and_live_arrivals_and_marks_read(server, demo
             # Mark all read.
             page.click("#read-all")
             page.wait_for_function("document.getElementById('unread').textContent === '0'", timeout=WAIT_MS)
-            assert page.locator("#events li.unread").count() == 0
+            page.wait_for_function("!document.querySelector('#events li.unread')", timeout=WAIT_MS)
             assert unread_count(demo_api) == 0
             assert "bk_" not in page.content()
         finally:
