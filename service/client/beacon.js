@@ -1,13 +1,6 @@
-/*! Beacon browser client, served at GET /v1/beacon.js; no dependencies, no build step. See docs/embed.md.
- *
- * The stream is read with fetch and an SSE parser, not EventSource: EventSource hands a named event
- * (`event: invoice.paid`) only to a listener for that exact name, cannot read a refusal's status, JSON error or
- * Retry-After, and reconnects by itself with a stale token. The request stays a simple GET (token and
- * last_event_id in the query), so it needs no preflight.
- *
- * One stream per browser: tabs of one origin, Beacon, tenant and recipient elect a leader with Web Locks; it
- * holds the stream and fans events out over a BroadcastChannel. When it goes, a waiting tab gets the lock and
- * resumes from the last id it saw. Every tab dedupes by id.
+/*! Beacon browser client, served at GET /v1/beacon.js; no dependencies, no build step. Usage: docs/embed.md.
+ * Reads the stream with fetch (EventSource cannot take any event name nor read a refusal); the tabs of one
+ * origin share one stream: a Web Locks leader fans events out over a BroadcastChannel. Why: docs/decisions.md.
  */
 (function (root, make) {
   const api = make();
