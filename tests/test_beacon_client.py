@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
+import jwt
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -55,15 +56,18 @@ PAGE = """<!doctype html>
       url: beacon,
       token: async () => {
         log.tokens++;
-        const params = new URLSearchParams({beacon, recipient: q.get("recipient"), ttl: q.get("ttl") || "3600"});
-        const response = await fetch("/token?" + params);
+        const response = await fetch("/token?" + q);  // the page's own query: beacon, recipient, ttl...
         if (!response.ok) throw new Error("token endpoint answered " + response.status);
         return response.text();
       },
       onNotification: (n) => log.ids.push(n.id),
       onUnread: (count) => { log.unread.push(count); document.getElementById("badge").textContent = count; },
       onReset: (reset) => log.resets.push(reset),
-      onStatus: (status) => { log.statuses.push(status); document.getElementById("status").textContent = status; },
+      onStatus: (status, detail) => {
+        log.statuses.push(status);
+        if (status === "closed") log.closed = detail && {name: detail.name, status: detail.status, code: detail.code};
+        document.getElementById("status").textContent = status;
+      },
     });
   };
   document.head.append(script);
@@ -85,6 +89,16 @@ class SaasOrigin:
                 query = {k: v[-1] for k, v in parse_qs(url.query).items()}
                 if url.path == "/":
                     self._send(200, "text/html; charset=utf-8", PAGE.encode())
+                elif (
+                    url.path == "/token" and "forge" in query
+                ):  # signed with a secret that is not the tenant's
+                    owner.minted += 1
+                    claims = {
+                        "sub": query["recipient"],
+                        "tid": query["forge"],
+                        "exp": int(time.time()) + 3600,
+                    }
+                    self._send(200, "text/plain", jwt.encode(claims, "not-the-signing-secret-" * 2).encode())
                 elif url.path == "/token":
                     beacon = query["beacon"]
                     response = httpx.post(
@@ -121,8 +135,8 @@ class SaasOrigin:
     def origin(self) -> str:
         return f"http://127.0.0.1:{self.httpd.server_address[1]}"
 
-    def page(self, beacon: str, recipient: str, ttl: int = 3600) -> str:
-        return f"{self.origin}/?{urlencode({'beacon': beacon, 'recipient': recipient, 'ttl': ttl})}"
+    def page(self, beacon: str, recipient: str, ttl: int = 3600, **extra: str) -> str:
+        return f"{self.origin}/?{urlencode({'beacon': beacon, 'recipient': recipient, 'ttl': ttl, **extra})}"
 
     def close(self) -> None:
         self.httpd.shutdown()
@@ -401,3 +415,23 @@ def test_an_origin_that_is_not_allowed_is_refused_and_nothing_leaks(
     )
     assert leak == "TypeError"
     assert json.dumps(tab.evaluate("log")).count("s3cr3t") == 0
+
+
+def test_a_token_that_a_fresh_one_does_not_fix_ends_in_closed_not_a_loop(server, embedding, saas, context):
+    _, metrics = embedding
+    tab = context.new_page()
+    to_beacon: list[str] = []
+    tab.on("request", lambda r: to_beacon.append(r.url) if r.url.startswith(server.url + "/v1/") else None)
+    tab.goto(saas.page(server.url, unique(), forge=metrics.tenant))
+    tab.wait_for_function("log.statuses.at(-1) === 'closed'", timeout=WAIT_MS)
+    # The refusal is readable cross-origin (CORS on errors), so the page knows why it stopped.
+    assert tab.evaluate("log.closed") == {"name": "BeaconError", "status": 401, "code": "invalid_token"}
+    assert tab.evaluate("log.tokens") == 2  # the first token and one fresh one
+    tried = len(to_beacon)
+    assert 2 <= tried <= 4, to_beacon  # beacon.js, then the first token's request and the fresh one's
+    assert tab.evaluate("client.status") == "closed"
+    # Any inbox call still works on its own (and fails the same way, readable).
+    error = tab.evaluate("client.inbox.unreadCount().then(() => null, e => e.code)")
+    assert error == "invalid_token"
+    assert tab.evaluate("log.tokens") == 3
+    assert len([u for u in to_beacon if "/v1/stream" in u]) <= 2

@@ -293,7 +293,6 @@
         let error = null;
         let after = 0;
         try {
-          const rec = await keeper.get(flags.fresh);
           if (cursor.last == null) {
             // No position yet: start after the newest notification the inbox holds ("0" when empty), so a
             // tab that takes over later resumes from a known id even if nothing arrived meanwhile.
@@ -301,9 +300,11 @@
               const page = await call("GET", "/v1/inbox?limit=1");
               cursor.advance(page.notifications.length ? page.notifications[0].id : "0");
             } catch (e) {
-              // no inbox (network, CORS): connect from "now"
+              // a token refused even fresh ends here; other failures (network, CORS): connect from "now"
+              if (e.status === 401 || e.status === 403) return fail(e);
             }
           }
+          const rec = await keeper.get(flags.fresh);
           if (stopped) break;
           const wasFresh = flags.fresh;
           flags.fresh = flags.now = false;
