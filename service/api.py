@@ -6,7 +6,6 @@ size (413), JSON syntax (400), schema (422), tenant limits (413/429).
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any
 
@@ -16,7 +15,9 @@ from ninja import NinjaAPI
 from ninja.errors import HttpError, ValidationError
 from ninja.parser import Parser
 
-from service.errors import ApiError
+from service import jsonbody
+from service.db import is_outage
+from service.errors import ApiError, unavailable
 from service.notifications.validation import MAX_BATCH_BODY, MAX_SINGLE_BODY
 
 log = logging.getLogger(__name__)
@@ -33,8 +34,8 @@ class StrictJsonParser(Parser):
         if len(request.body) > limit:
             raise ApiError(413, "payload_too_large", f"the body is larger than {limit} bytes")
         try:
-            return json.loads(request.body)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            return jsonbody.parse(request.body)
+        except jsonbody.InvalidJson as exc:
             raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
 
 
@@ -100,6 +101,9 @@ def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
 
 @api.exception_handler(Exception)
 def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
+    if is_outage(exc):
+        log.warning("database unavailable in %s %s: %s", request.method, request.path, exc)
+        return unavailable().to_response()
     log.exception("unhandled error in %s %s", request.method, request.path)
     sentry_sdk.capture_exception(exc)  # a no-op unless SENTRY_DSN initialised the SDK
     return ApiError(500, "internal_error", "internal error").to_response()

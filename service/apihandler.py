@@ -1,21 +1,76 @@
-"""Django's ASGI handler for ``/v1``, without the admin's middleware.
+"""Django's ASGI handler for ``/v1``, without the admin's middleware, behind a body-size guard.
 
 Under ASGI each of Django's classic middlewares (sessions, auth, messages, CSRF, ...) runs its hooks through
 ``sync_to_async`` on one shared thread: a dozen thread hops per request that the JSON API does not need (it
 authenticates with API keys and tokens, and ninja's views are CSRF-exempt). The profile of 32 concurrent
 publishes showed those hops as the largest cost, so ``/v1`` gets a handler built with ``API_MIDDLEWARE``.
+
+Django reads the whole body before the view runs (to a temporary file past 2.5 MB), whatever its size.
+``ApiHandler`` answers ``413 payload_too_large`` as soon as ``Content-Length`` or the bytes received so
+far (chunked bodies) pass the route's limit, holding at most that many bytes: before authentication,
+as nginx's ``client_max_body_size`` would.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
 from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler
+
+from service import cors
+from service.errors import ApiError
+from service.http import query_problem
+from service.notifications.validation import MAX_BATCH_BODY, MAX_SINGLE_BODY
+from service.numbers import ascii_int
 
 API_MIDDLEWARE = [
     "service.http.RequestIdMiddleware",
     "service.cors.OriginUnionMiddleware",  # decides whether the origin gets CORS headers (async, cached)
     "service.cors.CorsMiddleware",  # django-cors-headers: preflights and the headers on every answer
+    "service.http.ErrorShapeMiddleware",  # inside CORS: reshaped errors still get the CORS headers
 ]
+
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+def body_limit(path: str) -> int:
+    """Bytes a request body to ``path`` may have: the batch route takes more than the others."""
+    return MAX_BATCH_BODY if path.rstrip("/").endswith("/batch") else MAX_SINGLE_BODY
+
+
+def _too_large(limit: int) -> ApiError:
+    return ApiError(413, "payload_too_large", f"the body is larger than {limit} bytes")
+
+
+async def _cors_headers(scope: Any) -> list[tuple[bytes, bytes]]:
+    """CORS headers for a refusal made before Django runs, by the same rule as every other answer
+    (``service.cors``): a page on an allowed origin can read why its request was refused."""
+    if not re.match(settings.CORS_URLS_REGEX, scope["path"]):
+        return []
+    sent = dict(scope.get("headers", ()))
+    origin = sent.get(b"origin", b"").decode("latin-1")
+    own = cors.own_origin(scope.get("scheme", "http"), sent.get(b"host", b"").decode("latin-1"))
+    if not await cors.origin_known(origin, own):
+        return []
+    return cors.actual_headers(origin)
+
+
+async def _refuse(send: Send, error: ApiError, scope: Any) -> None:
+    body = error.to_bytes()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close"),  # the rest of the body is not read: this connection cannot be reused
+    ]
+    headers += [(k.lower().encode(), v.encode()) for k, v in error.headers.items()]
+    headers += await _cors_headers(scope)
+    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 class ApiHandler(ASGIHandler):
@@ -26,3 +81,46 @@ class ApiHandler(ASGIHandler):
             super().load_middleware(is_async)
         finally:
             settings.MIDDLEWARE = site_middleware
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        problem = query_problem(scope.get("query_string", b""))
+        if problem is not None:
+            await _refuse(send, problem, scope)
+            return
+        limit = body_limit(scope["path"])
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                length = ascii_int(value.decode("latin-1").strip(" \t"))
+                if length is None:
+                    await _refuse(send, ApiError(400, "bad_request", "Content-Length is not a number"), scope)
+                    return
+                if length > limit:
+                    await _refuse(send, _too_large(limit), scope)
+                    return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                await _refuse(send, _too_large(limit), scope)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+
+        await super().__call__(scope, replay, send)

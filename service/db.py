@@ -11,9 +11,19 @@ import functools
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
+import psycopg
+import psycopg_pool
 from asgiref.sync import sync_to_async
-from django.db import close_old_connections, connection
+from django.db import InterfaceError, OperationalError, close_old_connections, connection
 
+OUTAGES = (
+    OperationalError,
+    InterfaceError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+    psycopg_pool.PoolTimeout,
+    ConnectionError,
+)
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -34,3 +44,19 @@ def _isolated(fn: Callable[P, R]) -> Callable[P, R]:
 async def run_db(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
     """Run ``fn`` (blocking ORM code) in a pool thread with a clean, public-schema connection."""
     return await sync_to_async(_isolated(fn), thread_sensitive=False)(*args, **kwargs)
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) means the database cannot be reached or is restarting.
+
+    Such failures answer ``503 unavailable`` with ``Retry-After`` instead of ``500``: the request was not
+    wrong and may be retried. Django wraps psycopg's errors, so the cause chain is followed.
+    """
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            return False
+        if isinstance(seen, OUTAGES):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False

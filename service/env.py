@@ -84,3 +84,18 @@ def database_from_url(url: str) -> dict[str, Any]:
         "PORT": str(parts.port or ""),
         "OPTIONS": query,
     }
+
+
+def env_url(name: str, default: str, schemes: set[str]) -> str:
+    """A URL whose scheme is one of ``schemes`` (``""`` when unset and the default is empty)."""
+    raw = os.environ.get(name, default).strip()
+    if not raw:
+        return ""
+    parts = urlsplit(raw)
+    if parts.scheme not in schemes:
+        raise ConfigError(
+            f"{name}: the scheme must be one of {', '.join(sorted(schemes))}, got {parts.scheme!r}"
+        )
+    if not parts.hostname and parts.scheme != "unix":
+        raise ConfigError(f"{name}: the host is missing")
+    return raw

@@ -62,6 +62,11 @@ def invalid_field(field: str, message: str, status: int = 422) -> ApiError:
     return ApiError(status, "invalid_field", f"{field}: {message}", field=field)
 
 
+def unavailable(message: str = "the database is unavailable; try again shortly") -> ApiError:
+    """``503 unavailable`` with ``Retry-After``: a dependency is down, the request may be retried."""
+    return ApiError(503, "unavailable", message, headers={"Retry-After": "2"})
+
+
 def json_404(request: object, exception: Exception | None = None) -> HttpResponse:
     """Django's ``handler404``: unknown routes answer in the error shape too."""
     return not_found("no such route").to_response()

@@ -7,13 +7,28 @@ import re
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import parse_qsl
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponseBase
 
+from service.errors import ApiError
+
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 tenant_var: contextvars.ContextVar[str] = contextvars.ContextVar("tenant", default="-")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # Unicode category Cc: C0, DEL and C1
+
+
+def query_problem(query_string: bytes) -> ApiError | None:
+    """``422 invalid_field`` naming the first query parameter whose name or value (percent-decoded) holds a
+    control character; no route takes one, and PostgreSQL text cannot hold NUL."""
+    pairs = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True, errors="replace")
+    for name, value in pairs:
+        if _CONTROL.search(name) or _CONTROL.search(value):
+            field = _CONTROL.sub("?", name)
+            return ApiError(422, "invalid_field", f"{field}: control characters are not allowed", field=field)
+    return None
 
 
 def new_request_id(incoming: str | None) -> str:
@@ -42,3 +57,49 @@ class RequestIdMiddleware:
             request_id_var.reset(token)
         response["X-Request-ID"] = rid
         return response
+
+
+ERROR_CODES = {
+    400: "bad_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    500: "internal_error",
+    503: "unavailable",
+}
+_KEPT_HEADERS = ("Allow", "Retry-After", "WWW-Authenticate")
+
+
+def as_error_shape(response: HttpResponseBase) -> HttpResponseBase:
+    """An error that Django or ninja answered on its own (``405`` with HTML, ``400`` for a bad request line,
+    ...) in the API's JSON error shape; the status and the ``Allow``/``Retry-After`` headers are kept."""
+    status = response.status_code
+    if status < 400 or response.get("Content-Type", "").startswith("application/json"):
+        return response
+    code = ERROR_CODES.get(status, "bad_request" if status < 500 else "internal_error")
+    message = {405: "method not allowed on this route"}.get(status, response.reason_phrase.lower())
+    if status == 405 and response.has_header("Allow"):
+        message = f"method not allowed; this route allows {response['Allow']}"
+    shaped = ApiError(status, code, message).to_response()
+    for name in _KEPT_HEADERS:
+        if response.has_header(name):
+            shaped[name] = response[name]
+    return shaped
+
+
+class ErrorShapeMiddleware:
+    """Every error response of ``/v1`` in the error shape (see ``as_error_shape``)."""
+
+    async_capable = True
+    sync_capable = False
+
+    def __init__(self, get_response: Callable[[HttpRequest], Awaitable[HttpResponseBase]]) -> None:
+        self.get_response = get_response
+        if iscoroutinefunction(self.get_response):
+            markcoroutinefunction(self)
+
+    async def __call__(self, request: HttpRequest) -> Any:
+        return as_error_shape(await self.get_response(request))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from service.env import database_from_url, env_bool, env_float, env_int, env_list, env_str
+from service.env import database_from_url, env_bool, env_float, env_int, env_list, env_str, env_url
 from service.observability.logs import logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -96,6 +96,12 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 16 * 1024 * 1024 + 1024  # the batch limit; finer 
 HEARTBEAT_SECONDS = env_float("HEARTBEAT_SECONDS", 15.0, minimum=0.05)
 REPLAY_LIMIT = env_int("REPLAY_LIMIT", 1000, minimum=1, maximum=100_000)
 PUBLISH_ANNOUNCE = env_bool("PUBLISH_ANNOUNCE", True)  # off only to measure the cost of NOTIFY
+# The broker (docs/streaming.md): unset is PostgreSQL LISTEN/NOTIFY; redis://[:password@]host:port/db is Redis.
+BROKER_URL = env_url("BROKER_URL", "", {"redis", "rediss", "unix"})
+BROKER_CHANNEL = env_str("BROKER_CHANNEL", "beacon")  # the NOTIFY / Redis pub/sub channel
+BROKER_CHECK_SECONDS = env_float("BROKER_CHECK_SECONDS", 2.0, minimum=0.05)  # Redis: lost-announcement check
+# Tests only: when this file exists, a publishing worker removes it and exits between commit and announcement.
+TEST_CRASH_AFTER_COMMIT = env_str("TEST_CRASH_AFTER_COMMIT", "")
 DRAIN_SECONDS = env_float("DRAIN_SECONDS", 20.0, minimum=0.0)
 MAX_CONNECTION_AGE_SECONDS = env_float("MAX_CONNECTION_AGE_SECONDS", 600.0, minimum=1.0)
 WORKER_MAX_CONNECTIONS = env_int("WORKER_MAX_CONNECTIONS", 10_000, minimum=1)

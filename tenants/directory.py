@@ -124,18 +124,13 @@ def tenant_by_id(tenant_id: int) -> TenantInfo | None:
     return _cached(tenants_by_id, tenant_id, load)
 
 
-def normalize_host(host: str) -> str:
-    """Domains are matched without the port and case-insensitively."""
-    return host.lower().split(":")[0]
-
-
 def tenant_id_for_host(host: str) -> int | None:
-    """The tenant owning ``host`` (a configured domain), or ``None`` for any other host."""
+    """The tenant owning ``host`` (a configured domain, normalised by ``service.hosts``), or ``None``."""
 
     def load(host: str) -> int | None:
-        return Domain.objects.filter(domain=host).values_list("tenant_id", flat=True).first()
+        return Domain.objects.filter(domain__iexact=host).values_list("tenant_id", flat=True).first()
 
-    return _cached(tenant_id_by_host, normalize_host(host), load)
+    return _cached(tenant_id_by_host, host, load)
 
 
 def api_key(public_id: str) -> KeyInfo | None:

@@ -32,6 +32,12 @@ TEST_SERVER_ENV = {
 }
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "allow_server_errors: the test breaks things on purpose; its servers may log tracebacks"
+    )
+
+
 def _url_for(database: str) -> str:
     parts = urlsplit(os.environ["DATABASE_URL"])
     return urlunsplit(parts._replace(path="/" + database))
@@ -68,6 +74,22 @@ def _database(request: pytest.FixtureRequest) -> Iterator[None]:
     blocker = request.getfixturevalue("django_db_blocker")
     with blocker.unblock():
         yield
+
+
+@pytest.fixture(autouse=True)
+def _no_server_errors(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail any test during which a server logged a ``500`` or a traceback (``tests.support.server_errors``).
+
+    Tests that break things on purpose (killed databases, killed listeners) opt out with
+    ``@pytest.mark.allow_server_errors``.
+    """
+    offsets = {id(srv): srv.log_size() for srv in Server.started}
+    yield
+    if request.node.get_closest_marker("allow_server_errors"):
+        return
+    errors = [line for srv in Server.started for line in srv.errors_since(offsets.get(id(srv), 0))]
+    if errors:
+        pytest.fail("the server logged a 500 or a traceback during this test:\n" + "\n".join(errors[:5]))
 
 
 @pytest.fixture(scope="session")

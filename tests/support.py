@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -13,7 +14,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 from httpx_sse import ServerSentEvent, connect_sse
@@ -45,9 +46,34 @@ def wait_until(
         time.sleep(interval)
 
 
+def server_errors(lines: list[str]) -> list[str]:
+    """Log lines that show a server bug: an access-log ``500`` or an ``ERROR`` record with a traceback."""
+    found = []
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            if line.startswith("Traceback") or " 500" in line and "HTTP/1.1" in line:
+                found.append(line)  # a line not written by Beacon's JSON formatter (uvicorn before set-up)
+            continue
+        if not isinstance(entry, dict):
+            continue
+        if entry.get("status") == 500 or (
+            entry.get("level") in {"ERROR", "CRITICAL"} and "exc_info" in entry
+        ):
+            found.append(line[:2000])
+    return found
+
+
 @dataclass
 class Server:
-    """A gunicorn + uvicorn-worker process tree serving Beacon on a loopback port."""
+    """A gunicorn + uvicorn-worker process tree serving Beacon on a loopback port.
+
+    Every server ever started is kept in ``Server.started``: an autouse fixture (conftest) reads what each
+    wrote to its log during a test and fails the test on a ``500`` or a logged traceback.
+    """
+
+    started: ClassVar[list[Server]] = []
 
     env: dict[str, str]
     port: int = field(default_factory=free_port)
@@ -82,8 +108,20 @@ class Server:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        Server.started.append(self)
         wait_until(self._ready, timeout=60, message=f"gunicorn on {self.port} to be ready ({self.log_path})")
         return self
+
+    def log_size(self) -> int:
+        return self.log_path.stat().st_size if self.log_path is not None and self.log_path.exists() else 0
+
+    def errors_since(self, offset: int) -> list[str]:
+        """``server_errors`` among the log lines written after byte ``offset``."""
+        if self.log_path is None or not self.log_path.exists():
+            return []
+        with self.log_path.open("rb") as log:
+            log.seek(offset)
+            return server_errors(log.read().decode(errors="replace").splitlines())
 
     def _ready(self) -> bool:
         assert self.process is not None

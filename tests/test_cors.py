@@ -166,13 +166,19 @@ def test_inbox_get_and_post_from_an_allowed_origin_carry_cors_headers(acme: Api)
     assert plain.status_code == 200 and cors_of(plain) == {}
 
 
-def test_inbox_refusals_carry_cors_headers_for_an_allowed_origin(acme: Api, globex: Api, tenant_pair) -> None:
+def test_inbox_refusals_carry_cors_headers_for_an_allowed_origin(
+    acme: Api, globex: Api, tenant_pair, make_tenant
+) -> None:
     user = unique()
     token = acme.token(user)
     expired = jwt.encode(
         {"sub": user, "tid": "acme", "exp": int(time.time()) - 1}, tenant_pair[0][0].signing_secret, "HS256"
     )
-    broadcast = acme.publish_ok({"broadcast": True})[0]
+    # Its own tenant for the broadcast: a broadcast in acme would reach acme's other tests' inboxes.
+    _, own_key = make_tenant(allowed_origins=[ACME_ORIGIN])
+    own = Api(acme.base_url, own_key)
+    broadcast = own.publish_ok({"broadcast": True})[0]
+    own_token = own.token(user)
     origin = {"Origin": ACME_ORIGIN}
     bearer = {"Authorization": f"Bearer {token}", **origin}
     cases: list[tuple[httpx.Response, int, str]] = [
@@ -193,8 +199,23 @@ def test_inbox_refusals_carry_cors_headers_for_an_allowed_origin(acme: Api, glob
             "tenant_mismatch",
         ),
         (acme.client.post("/v1/inbox/999999999/read", headers=bearer), 404, "not_found"),
-        (acme.client.post(f"/v1/inbox/{broadcast['id']}/read", headers=bearer), 409, "no_read_state"),
+        (
+            own.client.post(
+                f"/v1/inbox/{broadcast['id']}/read",
+                headers={**origin, "Authorization": f"Bearer {own_token}"},
+            ),
+            409,
+            "no_read_state",
+        ),
         (acme.client.get("/v1/inbox?limit=0", headers=bearer), 422, "invalid_field"),
+        # refused before Django runs (service/apihandler.py): still readable by the page
+        (acme.client.get("/v1/inbox?before=1%00", headers=bearer), 422, "invalid_field"),
+        (
+            acme.client.post("/v1/inbox/read-all", headers=bearer, content=b"x" * (2 * 1024 * 1024)),
+            413,
+            "payload_too_large",
+        ),
+        (acme.client.delete("/v1/inbox/unread-count", headers=bearer), 405, "method_not_allowed"),
         # acme's origin with a globex token: refused by the per-tenant check, readable by the page
         (
             globex.client.get(

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from service.broker.base import Announcement, Row
-from service.broker.postgres import MAX_PAYLOAD, decode, encode
+from service.broker.payload import MAX_PAYLOAD, decode, encode
 from service.streaming import sse
 from service.streaming.hub import Hub, Item, Subscription, keys_for
 

@@ -27,7 +27,8 @@ def unread_of(event: ServerSentEvent) -> int:
     return int(json.loads(event.data)["unread"])
 
 
-def test_the_count_comes_first_on_a_new_stream_then_live_events(acme: Api) -> None:
+def test_the_count_comes_first_on_a_new_stream_then_live_events(server, make_tenant) -> None:
+    acme = Api(server.url, make_tenant()[1])  # its own tenant: the broadcast below stays here
     user = unique()
     token = acme.token(user)
     first, second, _ = (acme.publish_ok({"recipient": user})[0] for _ in range(3))

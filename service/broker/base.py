@@ -1,4 +1,4 @@
-"""The broker interface: announce inside the publishing transaction; listen once per worker process."""
+"""The broker interface: announce a transaction's rows once they are committed; listen once per worker process."""
 
 from __future__ import annotations
 
@@ -31,20 +31,38 @@ class Announcement:
     unread: dict[str, int] = field(default_factory=dict)  # recipient -> unread count after a read change
     sent_at: float = 0.0  # wall-clock seconds when announced (for the commit-to-write latency metric)
 
+    def span(self) -> tuple[int, int] | None:
+        """``(first id, last id)`` of the announced rows, or ``None`` for an unread-only announcement."""
+        if self.id_range is not None:
+            return self.id_range
+        if self.rows:
+            return self.rows[0].id, self.rows[-1].id
+        return None
+
+
+OnAnnouncement = Callable[[Announcement], Awaitable[None]]
+OnConnected = Callable[[bool], Awaitable[None]]
+
 
 class Broker(abc.ABC):
     #: A broker that lives in PostgreSQL names its NOTIFY channel here, so the publishing statement itself
     #: can announce (one round trip); other brokers leave it ``None`` and get ``announce`` calls instead.
     database_channel: str | None = None
+    #: True when an announcement can be lost or overtaken while the listener stays connected (a broker that
+    #: announces after commit): workers then check their tenants' newest ids every ``BROKER_CHECK_SECONDS``.
+    after_commit: bool = False
+    #: The listener's PostgreSQL backend, which stands for the worker's liveness in the slot tables; brokers
+    #: outside PostgreSQL leave it ``None`` and the worker keeps a presence connection instead.
+    backend_pid: int | None = None
 
     @abc.abstractmethod
     def announce(self, cursor: Any, announcement: Announcement) -> None:
-        """Queue ``announcement`` inside the caller's open transaction: it is delivered only on commit."""
+        """Announce ``announcement`` once the caller's transaction commits (never before)."""
 
     @abc.abstractmethod
-    async def listen(
-        self,
-        on_announcement: Callable[[Announcement], Awaitable[None]],
-        on_connected: Callable[[bool], Awaitable[None]],
-    ) -> None:
-        """Deliver announcements until cancelled; reconnect on failure, reporting connection state changes."""
+    async def listen(self, on_announcement: OnAnnouncement, on_connected: OnConnected) -> None:
+        """Deliver announcements until cancelled; reconnect on failure, reporting connection state changes.
+
+        ``on_connected(True)`` must be awaited only once the subscription is active, so that everything
+        announced after it returns is delivered.
+        """

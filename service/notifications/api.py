@@ -7,32 +7,46 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
-from ninja import Query, Router
+from ninja import Query as QueryParam
+from ninja import Router
 
 from service.db import run_db
-from service.errors import ApiError
+from service.errors import ApiError, invalid_field
 from service.notifications import inbox, publish, tokens
 from service.notifications.auth import ApiKeyAuth, KeyPrincipal, SubscriberAuth
 from service.notifications.schemas import (
     BatchIn,
+    Cursor,
     ErrorOut,
     InboxOut,
     NotificationOut,
+    PageLimit,
     PublishIn,
     PublishOut,
     ReadAllOut,
+    TargetId,
     TokenIn,
     TokenOut,
     UnreadCountOut,
 )
 from service.notifications.tokens import Subscriber
+from service.notifications.validation import valid_target_id
+from service.numbers import ascii_int
 from service.timefmt import rfc3339
 
 router = Router()
 api_key = ApiKeyAuth()
 subscriber_token = SubscriberAuth()
 
-ERRORS: dict[int, Any] = {code: ErrorOut for code in (400, 401, 403, 404, 409, 413, 415, 422, 429)}
+# Query parameters as the OpenAPI document states them (the view checks the full rules too). ``topic`` has
+# a plain list annotation so that ninja reads repeated parameters into it.
+TOPIC_PARAM: Any = QueryParam(
+    [], max_length=100, description="Repeat to include topics' notifications (<= 100)."
+)
+LIMIT_PARAM: Any = QueryParam(50, ge=1, le=inbox.MAX_PAGE, description="Page size, 1-100.")
+BEFORE_PARAM: Any = QueryParam(None, description="The `next` of the previous page (a notification id).")
+
+ERRORS: dict[int, Any] = {code: ErrorOut for code in (400, 401, 403, 404, 409, 413, 415, 422, 429, 503)}
 
 
 def _idempotency_key(request: HttpRequest) -> str | None:
@@ -101,16 +115,27 @@ async def publish_batch(request: HttpRequest, payload: BatchIn) -> HttpResponse:
 )
 async def list_for_recipient(
     request: HttpRequest,
-    recipient: str,
-    topic: Query[list[str]] | None = None,
+    recipient: TargetId,
+    topic: list[TargetId] = TOPIC_PARAM,
     unread: bool = False,
-    limit: int = 50,
-    before: str | None = None,
+    limit: PageLimit = LIMIT_PARAM,
+    before: Cursor | None = BEFORE_PARAM,
 ) -> Any:
     principal: KeyPrincipal = request.auth  # type: ignore[attr-defined]
+    if not valid_target_id(recipient):
+        raise invalid_field("recipient", "must be 1-256 printable characters")
+    for item in topic or ():
+        if not valid_target_id(item):
+            raise invalid_field("topic", "each topic id must be 1-256 printable characters")
     cursor = inbox.validate_page_args(limit, before)
     return await run_db(
-        inbox.page, principal.tenant, recipient, tuple(topic or ()), unread=unread, limit=limit, before=cursor
+        inbox.page,
+        principal.tenant,
+        recipient,
+        tuple(dict.fromkeys(topic or ())),
+        unread=unread,
+        limit=limit,
+        before=cursor,
     )
 
 
@@ -136,7 +161,10 @@ async def mint_token(request: HttpRequest, payload: TokenIn) -> Any:
     summary="The subscriber's inbox, newest first, with a `before` cursor",
 )
 async def my_inbox(
-    request: HttpRequest, unread: bool = False, limit: int = 50, before: str | None = None
+    request: HttpRequest,
+    unread: bool = False,
+    limit: PageLimit = LIMIT_PARAM,
+    before: Cursor | None = BEFORE_PARAM,
 ) -> Any:
     who: Subscriber = request.auth  # type: ignore[attr-defined]
     cursor = inbox.validate_page_args(limit, before)
@@ -173,6 +201,7 @@ async def my_read_all(request: HttpRequest) -> Any:
 )
 async def my_read_one(request: HttpRequest, notification_id: str) -> Any:
     who: Subscriber = request.auth  # type: ignore[attr-defined]
-    if not notification_id.isdigit() or len(notification_id) > 19:
+    found = ascii_int(notification_id)
+    if found is None:
         raise ApiError(404, "not_found", "no such notification for this recipient")
-    return await run_db(inbox.mark_read, who.tenant, who.recipient, int(notification_id))
+    return await run_db(inbox.mark_read, who.tenant, who.recipient, who.topics, found)

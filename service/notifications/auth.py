@@ -15,7 +15,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 from ninja.security import HttpBearer
 
-from service import cors
+from service import cors, hosts
 from service.db import run_db
 from service.errors import ApiError, tenant_mismatch, unauthenticated
 from service.notifications import tokens
@@ -49,10 +49,9 @@ async def tenant_by_slug(slug: str) -> TenantInfo | None:
 
 
 async def check_host(host: str, tenant: TenantInfo) -> None:
-    """``403 tenant_mismatch`` when ``host`` is a domain of another tenant; any other host is fine."""
-    owner = await _lookup(
-        directory.tenant_id_by_host, directory.tenant_id_for_host, directory.normalize_host(host)
-    )
+    """``403 tenant_mismatch`` when ``host`` (the raw ``Host`` header) is a domain of another tenant; any
+    other host is fine. ``400 invalid_host`` when it is not a host (``service.hosts``)."""
+    owner = await _lookup(directory.tenant_id_by_host, directory.tenant_id_for_host, hosts.require(host))
     if owner is not None and owner != tenant.id:
         raise tenant_mismatch()
 
@@ -111,6 +110,11 @@ def bearer(header: str | None) -> str | None:
     return value.strip()
 
 
+def _raw_host(request: HttpRequest) -> str:
+    """The ``Host`` header as sent (Django's ``get_host`` refuses some valid forms, such as ``host:``)."""
+    return str(request.META.get("HTTP_HOST", ""))
+
+
 class ApiKeyAuth(HttpBearer):
     """Ninja auth for tenant backends (``Authorization: Bearer bk_...``)."""
 
@@ -121,7 +125,7 @@ class ApiKeyAuth(HttpBearer):
         raw = bearer(header)
         if header and raw is None:
             raise unauthenticated("use Authorization: Bearer <API key>")
-        return await authenticate_api_key(raw, request.get_host())
+        return await authenticate_api_key(raw, _raw_host(request))
 
     def authenticate(self, request: HttpRequest, token: str) -> Any:  # pragma: no cover - __call__ is used
         raise NotImplementedError
@@ -139,9 +143,10 @@ class SubscriberAuth(HttpBearer):
     async def __call__(self, request: HttpRequest) -> Any:
         explicit = bearer(request.headers.get("Authorization")) or request.GET.get("token")
         raw = explicit or request.COOKIES.get("beacon_token")
-        subscriber = await authenticate_token(raw, request.get_host())
+        host = _raw_host(request)
+        subscriber = await authenticate_token(raw, host)
         origin = request.headers.get("Origin")
-        own = cors.own_origin(request.scheme or "http", request.get_host())
+        own = cors.own_origin(request.scheme or "http", host)
         if not cors.origin_allowed_for(subscriber.tenant, origin, own, cookie=not explicit):
             raise cors.origin_not_allowed()
         if origin:

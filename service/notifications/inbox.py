@@ -18,6 +18,7 @@ from service.broker import default_broker
 from service.broker.base import Announcement
 from service.errors import ApiError, not_found
 from service.notifications.models import Notification
+from service.numbers import ascii_int
 from service.timefmt import rfc3339
 from tenants.directory import TenantInfo
 
@@ -83,9 +84,13 @@ def _count_unread(recipient: str) -> int:
     return _unread(recipient).count()
 
 
-def mark_read(tenant: TenantInfo, recipient: str, notification_id: int) -> dict[str, Any]:
+def mark_read(
+    tenant: TenantInfo, recipient: str, topics: tuple[str, ...], notification_id: int
+) -> dict[str, Any]:
+    """Mark one of the recipient's rows read; a broadcast or topic row the token can see is ``409
+    no_read_state`` (it is shared, see docs/decisions.md), anything else ``404``."""
     with schema_context(tenant.schema), transaction.atomic():
-        row = Notification.objects.filter(id=notification_id).filter(_visible(recipient, ())).first()
+        row = Notification.objects.filter(id=notification_id).filter(_visible(recipient, topics)).first()
         if row is None:
             raise not_found("no such notification for this recipient")
         if row.recipient != recipient:
@@ -121,6 +126,7 @@ def validate_page_args(limit: int, before: str | None) -> int | None:
         raise ApiError(422, "invalid_field", f"limit: must be between 1 and {MAX_PAGE}", field="limit")
     if before is None:
         return None
-    if not before.isdigit():
+    cursor = ascii_int(before)
+    if cursor is None:
         raise ApiError(422, "invalid_field", "before: must be a notification id", field="before")
-    return int(before)
+    return cursor

@@ -5,10 +5,40 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from ninja import Schema
-from pydantic import ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator, model_validator
+from pydantic import (
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
+from service import jsonbody
 from service.notifications import validation as v
+from service.numbers import ascii_int
+
+# What OpenAPI says about ids and names; the validators below are the full rule (printable characters).
+TargetId = Annotated[StrictStr, Field(min_length=1, max_length=v.MAX_ID_LENGTH, pattern=v.TARGET_PATTERN)]
+EventName = Annotated[StrictStr, Field(min_length=1, max_length=64, pattern=v.EVENT_RE.pattern)]
+
+
+def _digits(value: Any) -> Any:
+    """Query integers are ASCII digits only (pydantic alone takes ``+5``, ``1_000``, `` 5 ``, ``5.0``)."""
+    if isinstance(value, str):
+        number = ascii_int(value)
+        if number is None:
+            raise PydanticCustomError("invalid_field", "must be a whole number written in ASCII digits")
+        return number
+    return value
+
+
+PageLimit = Annotated[int, BeforeValidator(_digits)]  # bounds (1-100) are given where it is used
+Cursor = Annotated[StrictStr, StringConstraints(pattern=r"^[0-9]{1,19}$")]
 
 
 def _target(value: str, what: str) -> str:
@@ -22,13 +52,25 @@ class PublishIn(Schema):
 
     model_config = ConfigDict(extra="forbid")
 
-    recipient: StrictStr | None = None
-    recipients: list[StrictStr] | None = None
-    topic: StrictStr | None = None
-    broadcast: StrictBool | None = None
-    event: StrictStr | None = None
+    recipient: TargetId | None = None
+    recipients: Annotated[list[TargetId], Field(min_length=1, max_length=v.MAX_RECIPIENTS)] | None = None
+    topic: TargetId | None = None
+    broadcast: StrictBool | None = Field(default=None, description="Only `true` is accepted.")
+    event: EventName | None = None
     data: Any = None
     ttl: StrictInt | None = Field(default=None, ge=v.MIN_TTL, le=v.MAX_TTL)
+
+    @field_validator("data")
+    @classmethod
+    def _check_data(cls, value: Any) -> Any:
+        """Only what ``jsonb`` stores: no NUL, no lone surrogate, finite numbers (see service.jsonbody)."""
+        found = jsonbody.storage_problem(value)
+        if found is not None:
+            path, problem = found
+            raise PydanticCustomError(
+                "invalid_field", f"at {path.lstrip('.')}: {problem}" if path else problem
+            )
+        return value
 
     @field_validator("recipient", "topic")
     @classmethod
@@ -90,8 +132,8 @@ class PublishOut(Schema):
 class TokenIn(Schema):
     model_config = ConfigDict(extra="forbid")
 
-    recipient: StrictStr
-    topics: list[StrictStr] = Field(default_factory=list)
+    recipient: TargetId
+    topics: Annotated[list[TargetId], Field(max_length=100)] = Field(default_factory=list)
     ttl: StrictInt = Field(default=3600, ge=1, le=86_400)
 
     @field_validator("recipient")

@@ -5,6 +5,10 @@ from __future__ import annotations
 import re
 
 EVENT_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+MAX_ID_LENGTH = 256
+# Printable: no C0/C1 control characters, separators other than the space, or surrogates. The OpenAPI
+# document carries this pattern; ``valid_target_id`` (``str.isprintable``) is the full rule.
+TARGET_PATTERN = r"^[^\u0000-\u001f\u007f-\u009f\u2028\u2029]+$"
 MIN_TTL = 60
 MAX_TTL = 90 * 86_400
 DEFAULT_TTL = 30 * 86_400

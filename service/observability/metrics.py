@@ -43,6 +43,15 @@ LISTENER_RECONNECTS = Counter(
 LISTENER_CONNECTED = Gauge(
     "beacon_listener_connected", "1 while this worker's LISTEN connection is up.", multiprocess_mode="liveall"
 )
+BROKER_GAP_FILLS = Counter(
+    "beacon_broker_gap_fills_total",
+    "Times a worker read missing ids from the database: a hole before an announcement, or a periodic check.",
+    ["cause"],
+)
+BROKER_PUBLISH_FAILURES = Counter(
+    "beacon_broker_publish_failures_total",
+    "Announcements a broker outside PostgreSQL could not send after commit (rows are stored; streams catch up).",
+)
 READY = Gauge(
     "beacon_ready",
     "1 while this worker is ready (database, listener, not draining).",

@@ -21,8 +21,10 @@ from django.conf import settings
 
 from service import cors
 from service.errors import ApiError, unauthenticated
+from service.http import query_problem
 from service.notifications.auth import authenticate_token, bearer
 from service.notifications.tokens import Subscriber
+from service.numbers import ascii_int
 from service.observability import metrics
 from service.streaming import sse
 from service.streaming.hub import Subscription, keys_for
@@ -64,10 +66,10 @@ def parse_last_event_id(request: Request) -> int | None:
         raw = request.query.get("last_event_id")
     if raw is None or raw == "":
         return None
-    raw = raw.strip()
-    if not raw.isdigit() or len(raw) > 19:
+    value = ascii_int(raw.strip(" \t"))  # only optional white space around ASCII digits (RFC 9110 5.5)
+    if value is None:
         raise ApiError(400, "invalid_last_event_id", "Last-Event-ID must be a non-negative integer")
-    return int(raw)
+    return value
 
 
 async def cors_for(request: Request) -> list[tuple[bytes, bytes]]:
@@ -134,6 +136,8 @@ async def stream(scope: Scope, receive: Receive, send: Send, runtime: Runtime) -
         try:
             explicit = bearer(request.headers.get("authorization")) or request.query.get("token")
             raw = explicit or request.cookie("beacon_token")
+            if (problem := query_problem(scope.get("query_string", b""))) is not None:
+                raise problem
             if not raw:
                 raise unauthenticated("a subscriber token is required (Authorization, token query or cookie)")
             subscriber = await authenticate_token(raw, request.host)
@@ -196,8 +200,9 @@ async def _serve(
         keys_for(tenant.schema, subscriber.recipient, subscriber.topics),
         settings.STREAM_QUEUE_SIZE,
     )
-    runtime.hub.add(sub)  # subscribe first, then replay: nothing can fall between the two
     try:
+        await runtime.listener.ensure_newest(tenant.schema)  # before joining the hub: see listener.py
+        runtime.hub.add(sub)  # subscribe first, then replay: nothing can fall between the two
         # The position is fixed before the 200 goes out: whatever is committed after the client sees the
         # headers has a larger id and is delivered live.
         prelude = await _prepare(runtime, sub, subscriber, last_id, label)

@@ -1,19 +1,30 @@
 """Server-Sent Events framing as pure functions (bytes in, bytes out; no I/O).
 
-A frame is ``field: value`` lines ending in a blank line. JSON from ``json.dumps`` holds no raw newline, but
-``data`` is still split on line breaks so no caller can smuggle a field into the stream.
+A frame is ``field: value`` lines ending in a blank line. Only CR, LF and CRLF end a line in an event stream
+(WHATWG HTML, "Parsing an event stream"), so values are split on exactly those: never with ``str.splitlines``,
+which also splits on U+2028, U+2029, U+0085, FF, VT and the separators U+001C-U+001E and would cut a JSON
+string holding them over two ``data`` lines. JSON from ``json.dumps`` holds no raw CR or LF; ``data`` is still
+split so no caller can smuggle a field into the stream.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 PING = b": ping\n\n"
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")  # the only end-of-line sequences of an event stream
+
+
+def split_lines(value: str) -> list[str]:
+    """``value`` cut at CRLF, CR and LF only; a trailing break keeps its empty last line, so a client that
+    joins ``data`` lines with LF gets the value back (with CR and CRLF read as LF)."""
+    return _LINE_BREAK.split(value)
 
 
 def _lines(field: bytes, value: str) -> bytes:
-    return b"".join(field + b": " + line.encode() + b"\n" for line in value.splitlines() or [""])
+    return b"".join(field + b": " + line.encode() + b"\n" for line in split_lines(value))
 
 
 def event(data: str, *, id: int | None = None, name: str | None = None) -> bytes:
@@ -22,7 +33,7 @@ def event(data: str, *, id: int | None = None, name: str | None = None) -> bytes
     if id is not None:
         out += b"id: " + str(id).encode() + b"\n"
     if name is not None:
-        if "\n" in name or "\r" in name:
+        if _LINE_BREAK.search(name):
             raise ValueError("event names are single-line")
         out += b"event: " + name.encode() + b"\n"
     return out + _lines(b"data", data) + b"\n"
@@ -33,7 +44,7 @@ def retry(milliseconds: int) -> bytes:
 
 
 def comment(text: str) -> bytes:
-    return b"".join(b": " + line.encode() + b"\n" for line in text.splitlines() or [""]) + b"\n"
+    return b"".join(b": " + line.encode() + b"\n" for line in split_lines(text)) + b"\n"
 
 
 def control(name: str, payload: dict[str, Any]) -> bytes:

@@ -93,6 +93,15 @@ class Store:
             cur = await conn.execute(query, [after, limit])
             return [_row(r) for r in await cur.fetchall()]
 
+    async def between(self, schema: str, after: int, upto: int, limit: int) -> list[Row]:
+        """Up to ``limit`` live rows with ``after < id <= upto``, in id order (filling a hole in the ids)."""
+        query = sql.SQL(
+            "SELECT {cols} FROM {t} WHERE id > %s AND id <= %s AND expires_at > now() ORDER BY id LIMIT %s"
+        ).format(cols=_COLUMNS, t=_table(schema))
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(query, [after, upto, limit])
+            return [_row(r) for r in await cur.fetchall()]
+
     async def unread_counts(self, schema: str, recipients: Iterable[str]) -> dict[str, int]:
         wanted = list(recipients)
         query = sql.SQL(
@@ -122,3 +131,11 @@ class Store:
     async def ping(self) -> None:
         async with self.pool.connection() as conn:
             await conn.execute("SELECT 1")
+
+
+def newest_ids_query(schemas: Sequence[str]) -> sql.Composed:
+    """One statement for the newest id of each schema: ``(schema, max id or NULL)`` rows, index-only lookups."""
+    return sql.SQL(" UNION ALL ").join(
+        sql.SQL("SELECT {name}, (SELECT max(id) FROM {t})").format(name=sql.Literal(s), t=_table(s))
+        for s in schemas
+    )

@@ -9,7 +9,9 @@ the commit only, never across client round trips.
 
 from django.db import migrations
 
-SQL = r"""
+from service.broker.payload import plpgsql_announce
+
+SQL_TEMPLATE = r"""
 CREATE FUNCTION beacon_publish(
     p_tenant bigint, p_rate integer, p_window bigint, p_now timestamptz, p_created text,
     p_recipient text[], p_topic text[], p_broadcast boolean[], p_event text[], p_data text[], p_ttl integer[],
@@ -37,23 +39,13 @@ BEGIN
         RETURNING id
     )
     SELECT array_agg(id ORDER BY id) INTO ids FROM inserted;
-    IF p_channel IS NOT NULL THEN
-        -- Same payload as service.broker.postgres.encode: rows inline while they fit, else the id range.
-        SELECT json_build_object('s', p_schema, 't', p_sent_at, 'n',
-                   json_agg(json_build_array(x.id, x.r, x.t, x.b::integer, x.e, p_created, x.d) ORDER BY x.id))::text
-            INTO payload
-            FROM (SELECT unnest(ids) AS id, unnest(p_recipient) AS r, unnest(p_topic) AS t,
-                         unnest(p_broadcast) AS b, unnest(p_event) AS e, unnest(p_data) AS d) AS x;
-        IF octet_length(payload) > 7900 THEN
-            payload := json_build_object('s', p_schema, 't', p_sent_at,
-                                         'r', json_build_array(ids[1], ids[array_length(ids, 1)]))::text;
-        END IF;
-        PERFORM pg_notify(p_channel, payload);
-    END IF;
+__ANNOUNCE__
     RETURN ids;
 END
 $$;
 """
+# The announcement's JSON comes from the one definition of the format (service/broker/payload.py).
+SQL = SQL_TEMPLATE.replace("__ANNOUNCE__", plpgsql_announce().strip("\n"))
 
 REVERSE = """
 DROP FUNCTION beacon_publish(bigint, integer, bigint, timestamptz, text, text[], text[], boolean[], text[],

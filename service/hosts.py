@@ -1,0 +1,53 @@
+"""The ``Host`` header reduced to the name tenants' domains are matched on, in one place for every route.
+
+RFC 9110 section 7.2 and RFC 3986 section 3.2.2: the host is case-insensitive, an empty port (``host:``)
+equals no port, and a fully qualified name may end in a dot (``acme.example.`` is ``acme.example``). A
+header that is not ``host[:port]`` is refused (``400 invalid_host``) instead of skipping the tenant check.
+"""
+
+from __future__ import annotations
+
+import re
+
+from service.errors import ApiError
+
+_NAME = re.compile(r"[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?(?:\.[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?)*")
+_IPV6 = re.compile(r"\[[0-9a-f:.]+\]")
+_PORT = re.compile(r"[0-9]{0,5}")
+
+
+def normalize(raw: str) -> str | None:
+    """``Acme.Example.:443`` -> ``acme.example``; ``None`` when ``raw`` is not a host with an optional port.
+
+    IPv6 literals keep their brackets. Only ASCII is accepted (an IDN arrives as its ``xn--`` A-label).
+    """
+    value = raw.strip(" \t").lower()
+    if not value.isascii():
+        return None
+    if value.startswith("["):
+        host, bracket, rest = value.partition("]")
+        host += bracket
+        if not _IPV6.fullmatch(host):
+            return None
+        if rest and not rest.startswith(":"):
+            return None
+        port = rest[1:]
+    else:
+        host, _, port = value.partition(":")
+        if host.endswith("."):
+            host = host[:-1]
+        if len(host) > 253 or not _NAME.fullmatch(host):
+            return None
+    if not _PORT.fullmatch(port) or (port and int(port) > 65535):
+        return None
+    return host
+
+
+def require(raw: str | None) -> str:
+    """The normalised host of a request, or ``400 invalid_host``; no header (HTTP/1.0) matches no tenant."""
+    if not raw:
+        return ""
+    host = normalize(raw)
+    if host is None:
+        raise ApiError(400, "invalid_host", "the Host header is not a host name with an optional port")
+    return host

@@ -1,0 +1,55 @@
+"""Dispatch: committed rows and unread counts to the matching local streams, one encoded frame per row."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from service.broker.base import Row
+from service.observability import metrics
+from service.streaming import sse
+from service.streaming.hub import BROADCAST, RECIPIENT, TOPIC, Hub, Item, Subscription
+
+
+def frame_for(row: Row) -> bytes:
+    return sse.notification(
+        row.id, row.event, row.data_json or "null", row.recipient, row.topic, row.created_at
+    )
+
+
+def push(sub: Subscription, item: Item) -> None:
+    """Queue ``item`` on one stream; a full queue closes it as a slow consumer (counted)."""
+    if not sub.push(item):
+        metrics.SLOW_CONSUMER_DISCONNECTS.inc()
+
+
+class Dispatcher:
+    """Queues frames on the hub's streams; ``on_recipient_row(schema, recipient)`` hears of recipient rows."""
+
+    def __init__(self, hub: Hub, on_recipient_row: Callable[[str, str], None]) -> None:
+        self.hub = hub
+        self._on_recipient_row = on_recipient_row
+
+    def rows(self, schema: str, rows: Sequence[Row], sent_at: float) -> None:
+        """Queue each row (in the given order, which must be id order) to every stream that wants it."""
+        hub = self.hub
+        for row in rows:
+            if row.broadcast:
+                key = (schema, BROADCAST, "")
+            elif row.topic is not None:
+                key = (schema, TOPIC, row.topic)
+            else:
+                key = (schema, RECIPIENT, row.recipient or "")
+            subs = hub.matching(key)
+            if not subs:
+                continue
+            item = Item(row.id, frame_for(row), sent_at)
+            for sub in list(subs):
+                push(sub, item)
+            if row.recipient is not None:
+                self._on_recipient_row(schema, row.recipient)
+
+    def unread(self, schema: str, recipient: str, count: int) -> None:
+        """Queue ``beacon.unread`` to every local stream of one recipient of one tenant."""
+        item = Item(None, sse.control("beacon.unread", {"unread": count}))
+        for sub in list(self.hub.matching((schema, RECIPIENT, recipient))):
+            push(sub, item)

@@ -1,0 +1,93 @@
+"""Real Redis for the broker tests: the machine's at 127.0.0.1:6379 (database 9, a channel of the test run's
+own, never FLUSHALL), or a private ``redis-server`` on a free port for tests that kill or restart it."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.support import free_port, wait_until
+
+SHARED_URL = "redis://127.0.0.1:6379/9"
+
+
+def shared_redis_url() -> str:
+    """The machine's Redis (``.ci/run`` starts one when nothing listens on 6379); skip when it is absent."""
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=1):
+            pass
+    except OSError:
+        pytest.skip("no Redis at 127.0.0.1:6379 (.ci/run starts Debian's redis-server)")
+    return SHARED_URL
+
+
+def channel() -> str:
+    """A pub/sub channel of this test's own: channels are shared by every database of a Redis server."""
+    return f"beacon_test_{uuid.uuid4().hex[:12]}"
+
+
+class PrivateRedis:
+    """A ``redis-server`` of the test's own on a free port, without persistence: safe to kill and restart."""
+
+    def __init__(self, workdir: Path) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.skip("redis-server is not installed (apt-get install redis-server)")
+        self.binary = binary
+        self.port = free_port()
+        self.workdir = workdir
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> PrivateRedis:
+        self.process = subprocess.Popen(
+            [
+                self.binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            cwd=self.workdir,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_until(self._answers, timeout=10, message=f"redis-server on {self.port}")
+        return self
+
+    def _answers(self) -> bool:
+        try:
+            return bool(redis.Redis(port=self.port, socket_timeout=0.5).ping())
+        except redis.RedisError:
+            return False
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+        self.process = None
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(port=self.port, socket_timeout=2)
+
+
+def kill_beacon_clients(client: redis.Redis) -> int:
+    """``CLIENT KILL`` every connection whose name Beacon set (``beacon-listener``, ``beacon-publisher``)."""
+    killed = 0
+    for entry in client.client_list():
+        if str(entry.get("name", "")).startswith("beacon-"):
+            killed += int(client.execute_command("CLIENT", "KILL", "ID", entry["id"], "SKIPME", "yes"))
+    return killed
