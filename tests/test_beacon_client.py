@@ -201,10 +201,13 @@ def chromium() -> Iterator[Any]:
 
 @pytest.fixture
 def context(chromium: Any) -> Iterator[Any]:
-    """A fresh browser profile: Web Locks and BroadcastChannel are shared by its tabs only."""
+    """A fresh browser profile: Web Locks and BroadcastChannel are shared by its tabs only. No page may throw."""
     ctx = chromium.new_context()
+    errors: list[str] = []
+    ctx.on("page", lambda page: page.on("pageerror", lambda error: errors.append(str(error))))
     yield ctx
     ctx.close()
+    assert errors == [], errors
 
 
 @pytest.fixture(scope="module")

@@ -85,42 +85,47 @@ def _answers(url: str) -> bool:
         return False
 
 
-@pytest.mark.parametrize("backend", ["python", "node"])
-def test_the_embed_page_shows_badge_list_and_live_arrivals(backend, backends, tmp_path):
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
-    _, api, urls = backends
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page()
-            page.goto(urls[backend])
-            page.wait_for_function("document.title === 'My app (open)'", timeout=WAIT_MS)
-            page.wait_for_function(
-                "/^\\d+$/.test(document.getElementById('badge').textContent)", timeout=WAIT_MS
-            )
-            before = int(page.text_content("#badge") or "0")
-            text = f"hello from {backend}"
-            api.publish_ok({"recipient": "demo-user", "event": "demo.message", "data": {"text": text}})
-            item = page.locator("#list li", has_text=text)
-            item.wait_for(timeout=WAIT_MS)
-            assert item.evaluate("li => li.style.fontWeight") == "bold"
-            page.wait_for_function(
-                f"document.getElementById('badge').textContent === '{before + 1}'", timeout=WAIT_MS
-            )
-            item.click()
-            page.wait_for_function(
-                f"document.getElementById('badge').textContent === '{before}'", timeout=WAIT_MS
-            )
-            assert item.evaluate("li => li.style.fontWeight") == "normal"
-            page.click("#read-all")
-            page.wait_for_function("document.getElementById('badge').textContent === '0'", timeout=WAIT_MS)
-            # A reload lists the history from the inbox, read.
-            page.reload()
-            page.locator("#list li", has_text=text).wait_for(timeout=WAIT_MS)
-            assert page.locator("#list li", has_text=text).evaluate("li => li.style.fontWeight") == "normal"
-        finally:
-            browser.close()
+        yield browser
+        browser.close()
+
+
+@pytest.mark.parametrize("backend", ["python", "node"])
+def test_the_embed_page_shows_badge_list_and_live_arrivals(backend, backends, chromium):
+    _, api, urls = backends
+    context = chromium.new_context()
+    try:
+        page = context.new_page()
+        page.goto(urls[backend])
+        page.wait_for_function("document.title === 'My app (open)'", timeout=WAIT_MS)
+        page.wait_for_function("/^\\d+$/.test(document.getElementById('badge').textContent)", timeout=WAIT_MS)
+        before = int(page.text_content("#badge") or "0")
+        text = f"hello from {backend}"
+        api.publish_ok({"recipient": "demo-user", "event": "demo.message", "data": {"text": text}})
+        item = page.locator("#list li", has_text=text)
+        item.wait_for(timeout=WAIT_MS)
+        assert item.evaluate("li => li.style.fontWeight") == "bold"
+        page.wait_for_function(
+            f"document.getElementById('badge').textContent === '{before + 1}'", timeout=WAIT_MS
+        )
+        item.click()
+        page.wait_for_function(
+            f"document.getElementById('badge').textContent === '{before}'", timeout=WAIT_MS
+        )
+        assert item.evaluate("li => li.style.fontWeight") == "normal"
+        page.click("#read-all")
+        page.wait_for_function("document.getElementById('badge').textContent === '0'", timeout=WAIT_MS)
+        # A reload lists the history from the inbox, read.
+        page.reload()
+        page.locator("#list li", has_text=text).wait_for(timeout=WAIT_MS)
+        assert page.locator("#list li", has_text=text).evaluate("li => li.style.fontWeight") == "normal"
+    finally:
+        context.close()
 
 
 def _inbox_status(api: Api, token: str) -> int:
