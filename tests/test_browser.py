@@ -107,3 +107,18 @@ def test_demo_page_shows_the_inbox_and_live_arrivals_and_marks_read(server, demo
             assert "bk_" not in page.content()
         finally:
             browser.close()
+
+
+def test_demo_token_endpoint_mints_a_token_for_the_demo_recipient(server, demo_api):
+    response = httpx.get(server.url + "/demo/token", timeout=10)
+    assert response.status_code == 200
+    assert response.headers["cache-control"] == "no-store"
+    body = response.json()
+    assert set(body) == {"token", "expires_at"}
+    inbox = httpx.get(
+        server.url + "/v1/inbox/unread-count",
+        headers={"Authorization": f"Bearer {body['token']}"},
+        timeout=10,
+    )
+    assert inbox.status_code == 200
+    assert "unread" in inbox.json()
