@@ -24,22 +24,22 @@
     }
   }
 
-  /** When (ms since epoch) to fetch the next token: at 80 % of the life left at `now`, at least 1 s from now.
-   *  null when the token has no `exp` or looks expired already (clock skew): then only a refusal refreshes. */
+  /** When (ms) to fetch the next token: at 80 % of the life left at `now`, at least 1 s ahead; null without
+   *  `exp` or when it looks expired already (clock skew): then only a refusal refreshes it. */
   function refreshAt(exp, now) {
     const life = typeof exp === "number" ? exp * 1000 - now : 0;
     return life > 0 ? now + Math.max(1000, life * 0.8) : null;
   }
 
-  /** Delay (ms) before reconnect attempt `n` (0 = first): 1 s doubling to 30 s, never below the server's
-   *  `retry:` or `Retry-After` (both ms), plus up to 50 % random jitter so tabs and browsers spread out. */
+  /** Delay (ms) before reconnect attempt `n`: 1 s doubling to 30 s, at least `retry:` and `Retry-After`
+   *  (ms), plus up to 50 % jitter. */
   function backoff(n, retry, after, rnd) {
     const d = Math.max(retry || 0, after || 0, Math.min(30000, 1000 * 2 ** n));
     return Math.round(d * (1 + 0.5 * (rnd === undefined ? Math.random() : rnd)));
   }
 
-  /** Dedupe window: remembers the last `size` ids accepted; an id at or below `floor` (an id evicted, a
-   *  position learnt from the leader or a reset) counts as seen. `last` is the resume position. */
+  /** Dedupe window of the last `size` ids; ids at or below `floor` (evicted, learnt, reset) count as seen.
+   *  `last` is the resume position. */
   class Cursor {
     constructor(size) {
       this.size = size || 500;
@@ -74,8 +74,8 @@
     }
   }
 
-  /** Incremental SSE parser: feed() text chunks; calls onEvent({id, event, data}) per dispatched event (id is
-   *  null when the block had no `id:` line, as Beacon's control events) and onRetry(ms) per `retry:` line. */
+  /** SSE parser (WHATWG HTML): feed() text chunks; onEvent({id, event, data}) per event (id null without an
+   *  `id:` line, as control events), onRetry(ms) per `retry:`. */
   class Parser {
     constructor(onEvent, onRetry) {
       this.buf = "";
@@ -152,6 +152,8 @@
 
   const noop = () => {};
 
+  /** Beacon.connect(options) → {inbox, close, status}; options as in docs/embed.md. `env` (fetch, navigator,
+   *  BroadcastChannel) defaults to the page's globals; the Node tests pass fakes. */
   function connect(o, env) {
     env = env || globalThis;
     const base = String(o.url || "").replace(/\/+$/, "");
@@ -171,6 +173,7 @@
     let wake = noop; // ends a backoff sleep early
     let refresh = 0; // the token refresh timer
 
+    // A page callback that throws must not break the client: rethrown apart, it reaches the console.
     const emit = (name, ...args) => {
       try {
         if (o[name]) o[name](...args);
