@@ -11,7 +11,7 @@ from typing import Any
 
 import sentry_sdk
 from django.http import HttpRequest, HttpResponse
-from ninja import NinjaAPI
+from ninja import NinjaAPI, Swagger
 from ninja.errors import HttpError, ValidationError
 from ninja.parser import Parser
 
@@ -46,7 +46,9 @@ api = NinjaAPI(
     urls_namespace="v1",
     parser=StrictJsonParser(),
     openapi_url="/openapi.json",
-    docs_url=None,
+    docs_url="/docs",  # Swagger UI from django-ninja's own static files (ninja is an installed app)
+    # validatorUrl: Swagger UI would otherwise fetch a badge from validator.swagger.io (nothing leaves).
+    docs=Swagger(settings={"validatorUrl": None}),
 )
 
 
@@ -101,8 +103,9 @@ def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
 
 @api.exception_handler(Exception)
 def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
-    if is_outage(exc):
+    if is_outage(exc):  # not the client's fault and not a bug: retry later, but operators hear of it
         log.warning("database unavailable in %s %s: %s", request.method, request.path, exc)
+        sentry_sdk.capture_exception(exc)
         return unavailable().to_response()
     log.exception("unhandled error in %s %s", request.method, request.path)
     sentry_sdk.capture_exception(exc)  # a no-op unless SENTRY_DSN initialised the SDK

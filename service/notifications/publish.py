@@ -75,11 +75,18 @@ class _Pending:
     ttl: int
 
 
-def expand(items: list[tuple[PublishIn, str]]) -> list[_Pending]:
+def effective_ttl(requested: int | None, tenant: TenantInfo) -> int:
+    """The row's ttl: the request's, else the tenant's default, else 30 days; never above the tenant's
+    maximum retention (docs/decisions.md: a longer ttl is shortened, not refused)."""
+    ttl = requested or tenant.default_ttl or v.DEFAULT_TTL
+    return min(ttl, tenant.max_retention) if tenant.max_retention else ttl
+
+
+def expand(items: list[tuple[PublishIn, str]], tenant: TenantInfo) -> list[_Pending]:
     """One pending row per stored target (``recipients`` fan out to one row each)."""
     rows: list[_Pending] = []
     for item, data_json in items:
-        ttl = item.ttl or v.DEFAULT_TTL
+        ttl = effective_ttl(item.ttl, tenant)
         if item.recipients is not None:
             rows.extend(_Pending(r, None, False, item.event, data_json, ttl) for r in item.recipients)
         else:
@@ -108,7 +115,7 @@ def publish(
     Without an ``Idempotency-Key`` this is one statement (``beacon_publish``) in its own transaction; with
     one, the key is claimed and answered in the same transaction.
     """
-    pending = expand(items)
+    pending = expand(items, tenant)
     now = timezone.now()
     with schema_context(tenant.schema):
         if idempotency_key is None:
@@ -235,7 +242,7 @@ async def publish_direct(
     """:func:`publish` without ``Idempotency-Key``, on the worker's event loop: the same one statement
     (schema-qualified, so no ``search_path`` round trip) on an async connection, no thread hop. Errors are
     those of :func:`publish`; a lost connection surfaces as ``psycopg.OperationalError`` (``503``)."""
-    pending = expand(items)
+    pending = expand(items, tenant)
     now = timezone.now()
     call = _call(tenant, pending, now)
     query = sql.SQL("SELECT {}." + _PUBLISH_CALL).format(sql.Identifier(tenant.schema))

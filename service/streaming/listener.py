@@ -173,6 +173,10 @@ class Listener:
 
     async def _dispatch(self, announcement: Announcement) -> None:
         schema = announcement.schema
+        if announcement.close:
+            self.dispatcher.close_tenant(schema, announcement.close)
+            self.window.forget(schema)  # a deleted tenant's rows are gone; a rotated one reads them again
+            return
         for recipient, count in announcement.unread.items():
             self.dispatcher.unread(schema, recipient, count)
         span = announcement.span()

@@ -134,6 +134,10 @@ class ReplayWindow:
             else:
                 self._drop(oldest_schema)
 
+    def forget(self, schema: str) -> None:
+        """Drop one tenant's window (its streams were closed: the tenant was deleted or deactivated)."""
+        self._drop(schema)
+
     def clear(self) -> None:
         self._tenants.clear()
         self.bytes = 0
