@@ -132,7 +132,7 @@ REPLAY_WINDOW_BYTES = env_int("REPLAY_WINDOW_BYTES", 32 * 1024 * 1024, minimum=0
 # Connects' slot and unread-count queries are batched: at most one statement of each kind per this interval.
 STREAM_BATCH_SECONDS = env_float("STREAM_BATCH_SECONDS", 0.02, minimum=0.0)
 # Publishes without Idempotency-Key run on the worker's event loop on a pool of their own (no thread hop).
-PUBLISH_DB_POOL_SIZE = env_int("PUBLISH_DB_POOL_SIZE", 8, minimum=1, maximum=100)
+PUBLISH_DB_POOL_SIZE = env_int("PUBLISH_DB_POOL_SIZE", 4, minimum=1, maximum=100)
 STREAM_DB_POOL_SIZE = env_int("STREAM_DB_POOL_SIZE", 4, minimum=1, maximum=100)
 STREAM_SEND_TIMEOUT_SECONDS = env_float("STREAM_SEND_TIMEOUT_SECONDS", 10.0, minimum=0.01)
 API_KEY_CACHE_SECONDS = env_float("API_KEY_CACHE_SECONDS", 2.0, minimum=0.0)

@@ -98,6 +98,7 @@ class Runtime:
             settings.DATABASE_URL,
             min_size=1,
             max_size=settings.PUBLISH_DB_POOL_SIZE,
+            max_idle=60,  # seconds: connections beyond min_size close after a burst
             open=False,
             kwargs={"autocommit": True, "application_name": "beacon-publish"},
             name="beacon-publish",
