@@ -238,7 +238,11 @@ async def run_peer(
     control.mkdir(parents=True, exist_ok=True)
     if name == "starlette":
         server = infra.Gunicorn(
-            "starlette", workdir, {"PEER_CONTROL_DIR": str(control)}, app="bench.peers.starlette_app:app"
+            "starlette",
+            workdir,
+            # deploy/gunicorn.conf.py insists on DATABASE_URL (for Beacon); the peer never uses it
+            {"PEER_CONTROL_DIR": str(control), "DATABASE_URL": "postgresql://unused@127.0.0.1:9/unused"},
+            app="bench.peers.starlette_app:app",
         )
     else:
         server = infra.Gunicorn(
@@ -246,6 +250,7 @@ async def run_peer(
             workdir,
             {
                 "PEER_CONTROL_DIR": str(control),
+                "DATABASE_URL": "postgresql://unused@127.0.0.1:9/unused",  # required by the config, unused
                 "DJANGO_SETTINGS_MODULE": "bench.peers.django_minimal.settings",
             },
             app="bench.peers.django_minimal.asgi:application",
