@@ -103,8 +103,9 @@ def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
 
 @api.exception_handler(Exception)
 def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
-    if is_outage(exc):
+    if is_outage(exc):  # not the client's fault and not a bug: retry later, but operators hear of it
         log.warning("database unavailable in %s %s: %s", request.method, request.path, exc)
+        sentry_sdk.capture_exception(exc)
         return unavailable().to_response()
     log.exception("unhandled error in %s %s", request.method, request.path)
     sentry_sdk.capture_exception(exc)  # a no-op unless SENTRY_DSN initialised the SDK

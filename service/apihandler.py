@@ -90,6 +90,10 @@ class ApiHandler(ASGIHandler):
         if problem is not None:
             await _refuse(send, problem, scope)
             return
+        if scope["path"] == "/v1/stream" and scope["method"] != "OPTIONS":  # GET never gets here (app.py)
+            allow = ApiError(405, "method_not_allowed", "the stream allows GET", headers={"Allow": "GET"})
+            await _refuse(send, allow, scope)
+            return
         limit = body_limit(scope["path"])
         for name, value in scope.get("headers", ()):
             if name == b"content-length":

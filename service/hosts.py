@@ -1,8 +1,10 @@
 """The ``Host`` header reduced to the name tenants' domains are matched on, in one place for every route.
 
-RFC 9110 section 7.2 and RFC 3986 section 3.2.2: the host is case-insensitive, an empty port (``host:``)
-equals no port, and a fully qualified name may end in a dot (``acme.example.`` is ``acme.example``). A
-header that is not ``host[:port]`` is refused (``400 invalid_host``) instead of skipping the tenant check.
+RFC 9110 section 7.2 and RFC 3986 section 3.2.2: the host is case-insensitive and a fully qualified name
+may end in a dot (``acme.example.`` is ``acme.example``); the port is ignored. A header that is not
+``host[:port]`` with a port of 1-5 ASCII digits up to 65535 is refused (``400 invalid_host``) instead of
+skipping the tenant check; that includes an empty port (``host:``), which Django and common proxies refuse
+too (see docs/decisions.md).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from service.errors import ApiError
 
 _NAME = re.compile(r"[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?(?:\.[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?)*")
 _IPV6 = re.compile(r"\[[0-9a-f:.]+\]")
-_PORT = re.compile(r"[0-9]{0,5}")
+_PORT = re.compile(r"[0-9]{1,5}")
 
 
 def normalize(raw: str) -> str | None:
@@ -31,14 +33,15 @@ def normalize(raw: str) -> str | None:
             return None
         if rest and not rest.startswith(":"):
             return None
-        port = rest[1:]
+        has_port, port = bool(rest), rest[1:]
     else:
-        host, _, port = value.partition(":")
+        host, colon, port = value.partition(":")
+        has_port = bool(colon)
         if host.endswith("."):
             host = host[:-1]
         if len(host) > 253 or not _NAME.fullmatch(host):
             return None
-    if not _PORT.fullmatch(port) or (port and int(port) > 65535):
+    if has_port and (not _PORT.fullmatch(port) or int(port) > 65535):
         return None
     return host
 

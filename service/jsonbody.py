@@ -26,7 +26,8 @@ def _no_constant(name: str) -> Any:
 def parse(body: bytes) -> Any:
     """The value of ``body`` (UTF-8 JSON text); ``InvalidJson`` for anything else or nesting past MAX_DEPTH."""
     try:
-        value = json.loads(body, parse_constant=_no_constant)
+        # Decoded here: json.loads would also take UTF-16 and UTF-32, which RFC 8259 section 8.1 excludes.
+        value = json.loads(body.decode("utf-8"), parse_constant=_no_constant)
     except InvalidJson:
         raise
     except RecursionError:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -12,9 +11,8 @@ import time
 import httpx
 import jwt
 import psycopg
-from django.db import connection
 
-from tests.support import Api, sse_stream, take, unique, wait_until
+from tests.support import Api, CheckedThread, sse_stream, take, unique, wait_until
 
 
 def _open_raw_stream(port: int, token: str, last_event_id: str | None = None) -> socket.socket:
@@ -45,7 +43,7 @@ def test_sigterm_drains_streams_and_clients_resume_without_loss(start_server, ma
             published.append(api.publish_ok({"recipient": user})[0]["id"])
             time.sleep(0.01)
 
-    publisher = threading.Thread(target=publish)
+    publisher = CheckedThread(publish)
     received: list[str] = []
     with sse_stream(pod_a.url, token, last_event_id=start_id) as events:
         publisher.start()
@@ -102,34 +100,26 @@ def test_listener_killed_recovers_and_streams_catch_up(start_server, make_tenant
 
 
 def _beacon_backends(conn: psycopg.Connection, database: str) -> dict[int, tuple]:
+    """Beacon's own backends in ``database`` (``application_name`` beacon-*): pid -> (state_change,
+    xact_start, state). Any statement a backend runs moves its ``state_change`` (idle -> active -> idle)."""
+    conn.execute("SELECT pg_stat_clear_snapshot()")
     rows = conn.execute(
-        "SELECT pid, state_change, xact_start, application_name FROM pg_stat_activity "
+        "SELECT pid, state_change, xact_start, state FROM pg_stat_activity "
         "WHERE datname = %s AND application_name LIKE 'beacon%%'",
         [database],
     ).fetchall()
     return {row[0]: tuple(row[1:]) for row in rows}
 
 
-def _commits(conn: psycopg.Connection, database: str) -> int:
-    conn.execute("SELECT pg_stat_clear_snapshot()")
-    row = conn.execute(
-        "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = %s", [database]
-    ).fetchone()
-    return int(row[0])
-
-
 def test_idle_streams_cause_no_database_queries(start_server, make_tenant, django_db_setup):
-    """500 open streams, heartbeats flowing: not one query reaches PostgreSQL while they idle."""
+    """500 open streams, heartbeats flowing: not one statement from this server's connections while they
+    idle. Only this server's backends are watched (those that appeared when it started), so the work of
+    other servers, the test process or autovacuum on a busy machine cannot make the test fail."""
     tenant, _key = make_tenant()
-    srv = start_server(workers=2, HEARTBEAT_SECONDS="0.5")
     database = django_db_setup
-    with connection.cursor() as cursor:  # autovacuum would count as activity in the database: keep it out
-        cursor.execute(
-            "SELECT schemaname, tablename FROM pg_tables WHERE schemaname NOT IN ('pg_catalog', "
-            "'information_schema')"
-        )
-        for schema, table in cursor.fetchall():
-            cursor.execute(f'ALTER TABLE "{schema}"."{table}" SET (autovacuum_enabled = false)')
+    watcher = psycopg.connect(os.environ["DATABASE_URL"], autocommit=True)  # another database: not counted
+    others = set(_beacon_backends(watcher, database))
+    srv = start_server(workers=2, HEARTBEAT_SECONDS="0.5")
     exp = int(time.time()) + 3600
     streams = [
         _open_raw_stream(
@@ -142,33 +132,33 @@ def test_idle_streams_cause_no_database_queries(start_server, make_tenant, djang
         )
         for i in range(500)
     ]
-    # Watch from another database so our own reads are not counted in the test database's statistics.
-    with psycopg.connect(os.environ["DATABASE_URL"], autocommit=True) as watcher:
-        # Statistics of the connects' queries are flushed lazily (up to ~10 s): wait until they settle.
-        last = [_commits(watcher, database), time.monotonic()]
+    with watcher:
 
-        def settled() -> bool:
-            now = _commits(watcher, database)
-            if now != last[0]:
-                last[:] = [now, time.monotonic()]
-                return False
-            return time.monotonic() - last[1] > 11
+        def quiet() -> dict[int, tuple] | None:
+            """This server's backends once none has run anything for a second (stream set-up is over)."""
+            ours = {
+                pid: info for pid, info in _beacon_backends(watcher, database).items() if pid not in others
+            }
+            now = watcher.execute("SELECT now()").fetchone()[0]
+            busy = any(
+                state != "idle" or (now - changed).total_seconds() < 1 for changed, _x, state in ours.values()
+            )
+            return None if busy or not ours else ours
 
-        wait_until(settled, timeout=60, interval=0.5, message="statistics to settle")
-        before_backends = _beacon_backends(watcher, database)
-        before_commits = _commits(watcher, database)
+        before = wait_until(quiet, timeout=30, interval=0.25, message="this server's connections to go idle")
         for sock in streams[:5]:  # heartbeats are flowing during the window
             sock.settimeout(5)
             assert b": ping" in sock.recv(65536) or b": ping" in sock.recv(65536)
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
             time.sleep(0.25)
-        after_backends = _beacon_backends(watcher, database)
-        after_commits = _commits(watcher, database)
+        after = {pid: info for pid, info in _beacon_backends(watcher, database).items() if pid not in others}
+        checks = httpx.get(srv.url + "/readyz").json()["checks"]
     for sock in streams:
         sock.close()
-    assert before_backends and after_backends == before_backends, "a Beacon connection ran a query while idle"
-    assert after_commits - before_commits == 0, "transactions were committed in the database while idle"
-    checks = httpx.get(srv.url + "/readyz").json()["checks"]
-    assert checks["listener"] == "ok"
-    json.dumps(checks)
+    assert len(before) >= 3, before  # each worker's listener and stream pool, and Django's connection
+    changed = {pid: (before.get(pid), info) for pid, info in after.items() if before.get(pid) != info}
+    assert not changed, f"Beacon connections ran statements while idle (or new ones opened): {changed}"
+    # The worker that answered holds its share of the 500 streams, each with one subscription.
+    assert checks["database"] == "ok" and checks["listener"] == "ok" and checks["draining"] == "no", checks
+    assert 0 < checks["streams"] <= 500 and checks["subscriptions"] == checks["streams"], checks

@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from tests.support import Api, unique, wait_until
+from tests.support import Api, CheckedThread, unique, wait_until
 
 SETUP = """
 import django, os
@@ -110,6 +110,10 @@ def test_every_route_is_503_with_retry_after_while_postgres_is_down(private_post
         lambda: api.client.post("/v1/inbox/read-all", headers=bearer),
         lambda: api.client.post("/v1/inbox/1/read", headers=bearer),
         lambda: api.client.get("/v1/stream", headers=bearer),
+        lambda: api.client.get(
+            "/v1/inbox", headers={**bearer, "Origin": "https://app.example"}
+        ),  # CORS lookup
+        lambda: api.client.get("/v1/stream", headers={**bearer, "Origin": "https://app.example"}),
         lambda: api.client.get("/readyz"),
     ]
     for route in routes:
@@ -127,7 +131,7 @@ def test_every_route_is_503_with_retry_after_while_postgres_is_down(private_post
 
     # Publishes during a restart: each is stored (201) or refused for retry (503), never a 500.
     statuses: list[int] = []
-    answers: list[tuple[int, str | None]] = []  # checked in the test's thread: a thread's assert only warns
+    answers: list[tuple[int, str | None]] = []
     stop = threading.Event()
 
     def publish_loop() -> None:
@@ -137,7 +141,7 @@ def test_every_route_is_503_with_retry_after_while_postgres_is_down(private_post
                 answers.append((response.status_code, response.headers.get("retry-after")))
                 statuses.append(response.status_code)
 
-    publisher = threading.Thread(target=publish_loop)
+    publisher = CheckedThread(publish_loop)
     publisher.start()
     try:
         pg.restart()
@@ -146,8 +150,7 @@ def test_every_route_is_503_with_retry_after_while_postgres_is_down(private_post
         )
     finally:
         stop.set()
-        publisher.join(30)
-    assert not publisher.is_alive()
+        publisher.join(30)  # re-raises what failed in the thread
     assert set(statuses) <= {201, 503}, statuses
     assert all(retry_after for status, retry_after in answers if status == 503), answers
     assert not [line for line in srv.errors_since(0) if '"status": 500' in line], "a 500 was answered"

@@ -32,6 +32,7 @@ _KNOWN_ROUTES = frozenset(
         "/readyz",
         "/",
         "/demo/publish",
+        "/demo/token",
     }
 )
 

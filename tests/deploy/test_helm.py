@@ -542,8 +542,7 @@ def test_alert_rules_pass_promtool() -> None:
 
 def test_chart_alerts_match_deploy_prometheus_rules() -> None:
     source = REPO_ROOT / "deploy" / "prometheus" / "alerts.yml"
-    if not source.exists():
-        pytest.skip("deploy/prometheus/alerts.yml does not exist; the chart carries its own starter rules")
+    assert source.exists(), "deploy/prometheus/alerts.yml is missing: the chart's rules are a copy of it"
     chart_copy = yaml.safe_load((CHART_DIR / "files" / "alerts.yml").read_text())
     assert chart_copy["groups"] == yaml.safe_load(source.read_text())["groups"], (
         "helm/beacon/files/alerts.yml differs from deploy/prometheus/alerts.yml: copy the latter over"
@@ -1217,3 +1216,58 @@ def test_dockerignore_keeps_what_the_image_needs() -> None:
         "helm",
     ):
         assert ignored(dropped), dropped
+
+
+# --------------------------------------------------------------------------------------------------------
+# Broker: Redis URL from values (own Secret) or from an existing Secret; nothing by default
+
+
+REDIS_URL = "redis://:SEKRIT-redis-password-4242@redis-master:6379/0"
+
+
+def test_broker_defaults_to_listen_notify(chart: Any) -> None:
+    documents = render(chart, {"secrets": SECRET_VALUES})
+    deployment = one(documents, "Deployment")
+    assert "BROKER_URL" not in _secret_refs(server_container(deployment)["env"])
+    assert "BROKER_URL" not in one(documents, "ConfigMap")["data"]
+    assert len(kinds(documents)["Secret"]) == 1
+
+
+def test_broker_redis_url_goes_to_a_secret_of_its_own(chart: Any) -> None:
+    documents = render(chart, {"secrets": SECRET_VALUES, "broker": {"redis": {"url": REDIS_URL}}})
+    secrets = {doc["metadata"]["name"]: doc for doc in kinds(documents)["Secret"]}
+    broker = secrets[f"{FULLNAME}-broker"]
+    assert {k: base64.b64decode(v).decode() for k, v in broker["data"].items()} == {"BROKER_URL": REDIS_URL}
+    assert "helm.sh/hook" not in (broker["metadata"].get("annotations") or {})  # pods only, not the Job
+    deployment = one(documents, "Deployment")
+    refs = _secret_refs(server_container(deployment)["env"])
+    assert refs["BROKER_URL"] == {"name": f"{FULLNAME}-broker", "key": "BROKER_URL"}
+    assert "checksum/broker" in deployment["spec"]["template"]["metadata"]["annotations"]
+    job = one(documents, "Job")
+    assert "BROKER_URL" not in _secret_refs(job["spec"]["template"]["spec"]["containers"][0]["env"])
+    for document in documents:
+        if document["kind"] != "Secret":
+            assert "SEKRIT-redis" not in yaml.safe_dump(manifest(document)), document["__template__"]
+
+
+def test_broker_existing_secret_wins_and_renders_no_broker_secret(chart: Any) -> None:
+    values = {
+        "secrets": SECRET_VALUES,
+        "broker": {"redis": {"url": REDIS_URL, "existingSecret": "redis-creds", "existingSecretKey": "url"}},
+    }
+    documents = render(chart, values)
+    assert [doc["metadata"]["name"] for doc in kinds(documents)["Secret"]] == [FULLNAME]
+    deployment = one(documents, "Deployment")
+    assert _secret_refs(server_container(deployment)["env"])["BROKER_URL"] == {
+        "name": "redis-creds",
+        "key": "url",
+    }
+    assert all("SEKRIT-redis" not in yaml.safe_dump(manifest(doc)) for doc in documents)
+
+
+@pytest.mark.parametrize(
+    "redis", [{"url": "http://redis:6379"}, {"url": 6379}, {"existingSecretKey": ""}, {"password": "x"}]
+)
+def test_schema_rejects_bad_broker_values(chart: Any, redis: dict[str, Any]) -> None:
+    with pytest.raises(helm_python.HelmValuesError):
+        chart.render({"broker": {"redis": redis}}, name=RELEASE, namespace=NAMESPACE)

@@ -149,3 +149,20 @@ capabilities:
 seccompProfile:
   type: RuntimeDefault
 {{- end }}
+
+{{/* BROKER_URL from broker.redis.existingSecret or the chart's broker Secret; nothing for LISTEN/NOTIFY. */}}
+{{- define "beacon.brokerEnv" -}}
+{{- if .Values.broker.redis.existingSecret }}
+- name: BROKER_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.broker.redis.existingSecret }}
+      key: {{ .Values.broker.redis.existingSecretKey }}
+{{- else if .Values.broker.redis.url }}
+- name: BROKER_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "beacon.fullname" . }}-broker
+      key: BROKER_URL
+{{- end }}
+{{- end }}
