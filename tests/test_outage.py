@@ -110,7 +110,9 @@ def test_every_route_is_503_with_retry_after_while_postgres_is_down(private_post
         lambda: api.client.post("/v1/inbox/read-all", headers=bearer),
         lambda: api.client.post("/v1/inbox/1/read", headers=bearer),
         lambda: api.client.get("/v1/stream", headers=bearer),
-        lambda: api.client.get("/v1/inbox", headers={**bearer, "Origin": "https://app.example"}),  # CORS lookup
+        lambda: api.client.get(
+            "/v1/inbox", headers={**bearer, "Origin": "https://app.example"}
+        ),  # CORS lookup
         lambda: api.client.get("/v1/stream", headers={**bearer, "Origin": "https://app.example"}),
         lambda: api.client.get("/readyz"),
     ]
