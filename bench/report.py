@@ -254,6 +254,10 @@ def tables(results: list[Result]) -> str:
     if ratios:
         out.append("\n### Beacon against the peers (ratio = Beacon / peer)\n")
         out.append(table(["comparison", "Beacon", "peer", "ratio"], ratios))
+    brokers = broker_rows(results)
+    if brokers:
+        out.append("\n### Brokers: ingestion with NOTIFY, Redis and none; NOTIFY as listeners grow\n")
+        out.append(table(["run", "broker", "notifications/s", "request p99 ms"], brokers))
     verdicts = target_rows(results)
     if verdicts:
         out.append("\n### Targets\n")
@@ -261,9 +265,43 @@ def tables(results: list[Result]) -> str:
     return "\n".join(out)
 
 
+def broker_rows(results: list[Result]) -> list[list[Any]]:
+    """Ingestion by broker (NOTIFY, Redis, none) and NOTIFY's throughput as listeners grow."""
+    rows: list[list[Any]] = []
+    ing = [r for r in _pick(results, "ingest") if "listeners" not in r]
+    for mode in ("single", "batch"):
+        for broker in ("notify", "redis", "none"):
+            runs = [
+                r
+                for r in ing
+                if r["mode"] == mode and r.get("broker", "notify" if r["announce"] else "none") == broker
+            ]
+            if runs:
+                mean = sum(r["notifications_per_s"] for r in runs) / len(runs)
+                p99 = [r["request_p99_ms"] for r in runs if r.get("request_p99_ms") is not None]
+                rows.append([f"ingest {mode}", broker, round(mean, 1), max(p99) if p99 else None])
+    for r in sorted((r for r in _pick(results, "ingest") if "listeners" in r), key=lambda r: r["listeners"]):
+        rows.append(
+            [
+                f"ingest single, {r['listeners']} extra listeners",
+                "notify",
+                r["notifications_per_s"],
+                r.get("request_p99_ms"),
+            ]
+        )
+    return rows
+
+
 def ingest_side(ing: list[Result], mode: str, announce: bool) -> Result | None:
     """The mean of one side (NOTIFY on or off) of one mode over its rounds."""
-    runs = [r for r in ing if r["mode"] == mode and r["announce"] == announce]
+    runs = [
+        r
+        for r in ing
+        if r["mode"] == mode
+        and r["announce"] == announce
+        and r.get("broker", "notify") != "redis"
+        and "listeners" not in r
+    ]
     if not runs:
         return None
 

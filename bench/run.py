@@ -25,7 +25,7 @@ from bench import infra, report, scenarios
 from bench.client import ClientPool
 from bench.scenarios import Config
 
-ALL_SCENARIOS = ["idle", "broadcast", "latency", "storm", "ingest"]
+ALL_SCENARIOS = ["idle", "broadcast", "latency", "storm", "ingest", "listeners"]
 ALL_PEERS = ["tutorial", "starlette", "django"]
 
 
@@ -98,8 +98,9 @@ def beacon_server(name: str, workdir: Path, env: dict[str, str], config: str | N
     return server
 
 
-def beacon_env(tenant: infra.BeaconTenant, announce: bool = True) -> dict[str, str]:
+def beacon_env(tenant: infra.BeaconTenant, announce: bool = True, broker_url: str = "") -> dict[str, str]:
     return {
+        "BROKER_URL": broker_url,
         "DATABASE_URL": tenant.url,
         "WORKER_MAX_CONNECTIONS": "100000",
         "PUBLISH_ANNOUNCE": "1" if announce else "0",
@@ -135,24 +136,30 @@ async def run_beacon(
         if "storm" in cfg.scenarios:
             log(f"beacon: reconnect storm of {cfg.storm_streams}")
             await scenarios.storm(cfg, pg, pool, target, emit)
+        if "listeners" in cfg.scenarios:
+            log("beacon: NOTIFY cost as listening processes grow (2 to 64)")
+            await scenarios.notify_listeners(cfg, pg, pool, target, emit)
         if "ingest" in cfg.scenarios:
-            # NOTIFY on, off, on, off, ...: alternating rounds so that other work on the machine biases
-            # neither side; the report averages each side over its rounds.
-            for round_ in range(cfg.ingest_rounds):
-                for announce in (True, False):
-                    if round_ or not announce:
-                        await target.close()
-                        server.stop()
-                        name = "beacon" if announce else "beacon-noannounce"
-                        server = beacon_server(name, workdir, beacon_env(tenant, announce), cfg.beacon_config)
-                        servers.append(server)
-                        server.start()
-                        target = scenarios.BeaconTarget(server, tenant)
-                    log(
-                        f"beacon: ingestion round {round_ + 1}/{cfg.ingest_rounds}, NOTIFY {'on' if announce else 'off'}"
-                        + ("" if announce else " (PUBLISH_ANNOUNCE=0)")
-                    )
-                    await scenarios.ingest(cfg, pg, pool, target, announce, emit, round_)
+            # NOTIFY, none, Redis, NOTIFY, ...: alternating rounds so that other work on the machine biases
+            # no side; the report averages each side over its rounds.
+            redis_server = infra.RedisServer(workdir).start()
+            try:
+                for round_ in range(cfg.ingest_rounds):
+                    for broker in ("notify", "none", "redis"):
+                        if round_ or broker != "notify":
+                            await target.close()
+                            server.stop()
+                            env = beacon_env(
+                                tenant, broker != "none", redis_server.url if broker == "redis" else ""
+                            )
+                            server = beacon_server(f"beacon-{broker}", workdir, env, cfg.beacon_config)
+                            servers.append(server)
+                            server.start()
+                            target = scenarios.BeaconTarget(server, tenant)
+                        log(f"beacon: ingestion round {round_ + 1}/{cfg.ingest_rounds}, broker {broker}")
+                        await scenarios.ingest(cfg, pg, pool, target, broker != "none", emit, round_, broker)
+            finally:
+                redis_server.stop()
     finally:
         await target.close()
         server.stop()

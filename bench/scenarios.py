@@ -562,11 +562,18 @@ async def ingest(
     announce: bool,
     emit: Callable[[dict[str, Any]], None],
     round_: int = 0,
+    broker: str = "notify",
+    modes: list[str] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> None:
+    """Single and batch publishing for ``ingest_seconds`` each; ``broker`` is ``notify``, ``redis`` or
+    ``none`` (``PUBLISH_ANNOUNCE=0``) and is recorded with the result."""
     meter = Meter(pg, target.server.worker_pids, pool.pids, target.database)
     db_sampler = pg.sampler(target.database)
-    modes = [("single", cfg.ingest_concurrency, 1), ("batch", cfg.batch_concurrency, cfg.batch_size)]
-    for mode, concurrency, size in modes:
+    all_modes = [("single", cfg.ingest_concurrency, 1), ("batch", cfg.batch_concurrency, cfg.batch_size)]
+    for mode, concurrency, size in all_modes:
+        if modes is not None and mode not in modes:
+            continue
         auth = [("Authorization", f"Bearer {target.tenant.api_key}")]
         load = _Load(
             HttpPool("127.0.0.1", target.server.port, concurrency, auth),
@@ -587,6 +594,8 @@ async def ingest(
                 "target": "beacon",
                 "mode": mode,
                 "announce": announce,
+                "broker": broker if announce else "none",
+                **(extra or {}),
                 "round": round_ + 1,
                 "concurrency": concurrency,
                 "batch_size": size,
@@ -603,6 +612,48 @@ async def ingest(
         )
     if db_sampler is not None:
         db_sampler.close()
+
+
+async def notify_listeners(
+    cfg: Config,
+    pg: infra.Postgres,
+    pool: ClientPool,
+    target: BeaconTarget,
+    emit: Callable[[dict[str, Any]], None],
+    levels: tuple[int, ...] = (2, 4, 8, 16, 32, 64),
+) -> None:
+    """NOTIFY's cost as listening processes grow: single-row publishes through Beacon (NOTIFY on) while
+    ``n`` extra backends LISTEN on Beacon's channel and read every notification (as idle workers would).
+
+    Before PostgreSQL 19 every listener slows every NOTIFY; this shows where the default broker stops
+    being enough (docs/deploy.md, "Scaling out").
+    """
+    for n in levels:
+        connections = [
+            await psycopg.AsyncConnection.connect(
+                target.tenant.url, autocommit=True, application_name="bench-listen"
+            )
+            for _ in range(n)
+        ]
+
+        async def drain(conn: psycopg.AsyncConnection[Any]) -> None:
+            await conn.execute("LISTEN beacon")
+            async for _ in conn.notifies():
+                pass
+
+        readers = [asyncio.create_task(drain(conn)) for conn in connections]
+        try:
+            await ingest(
+                cfg, pg, pool, target, True, emit, broker="notify", modes=["single"], extra={"listeners": n}
+            )
+        finally:
+            for task in readers:
+                task.cancel()
+            for task in readers:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            for conn in connections:
+                await conn.close()
 
 
 # --------------------------------------------------------------------------------------------------------

@@ -7,7 +7,12 @@ Everything is read from the environment so the same file serves the container im
     DRAIN_SECONDS            the stream drain window (default 20); gunicorn's graceful_timeout is 10 s more
     METRICS_PORT             Prometheus port served by the master (default 9464; 0 disables it)
     METRICS_BIND             address of that port (default 0.0.0.0)
-    PROMETHEUS_MULTIPROC_DIR where workers write metric files (default /tmp/beacon-prometheus)
+    PROMETHEUS_MULTIPROC_DIR where workers write metric files (default: /tmp/beacon-prometheus-<master pid>,
+                             this instance's own, removed at exit; the image sets /tmp/prometheus)
+    FORWARDED_ALLOW_IPS      proxies trusted for X-Forwarded-Proto / X-Forwarded-For: comma-separated
+                             addresses or networks (default 127.0.0.1,::1; `*` trusts every peer)
+    DATABASE_URL             required: the master refuses to start without it (`make run` and the tests
+                             start an embedded PostgreSQL and set it)
 
 Metrics run in prometheus-client's multiprocess mode: every worker writes its samples to files in
 PROMETHEUS_MULTIPROC_DIR and the master serves their aggregate on METRICS_PORT, never on the public port.
@@ -23,7 +28,9 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
 
-DEFAULT_MULTIPROC_DIR = "/tmp/beacon-prometheus"
+# Each instance gets its own directory unless told otherwise: the master empties it at start, so a shared
+# default would let a second server on the machine wipe the first one's metrics.
+DEFAULT_MULTIPROC_DIR = f"/tmp/beacon-prometheus-{os.getpid()}"
 
 
 class _Logger(Protocol):
@@ -76,6 +83,8 @@ def _default_bind() -> str:
 # That is why it is set here, at config load, and why the hooks import prometheus_client lazily.
 os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", DEFAULT_MULTIPROC_DIR)
 
+_OWN_MULTIPROC_DIR = os.environ["PROMETHEUS_MULTIPROC_DIR"] == DEFAULT_MULTIPROC_DIR
+
 DRAIN_SECONDS = _env_seconds("DRAIN_SECONDS", 20)
 METRICS_PORT = _env_int("METRICS_PORT", 9464)
 METRICS_BIND = os.environ.get("METRICS_BIND", "").strip() or "0.0.0.0"
@@ -85,6 +94,9 @@ wsgi_app = "service.asgi:application"  # an ASGI app: the uvicorn worker serves 
 worker_class = "uvicorn_worker.UvicornWorker"
 workers = _env_int("WEB_CONCURRENCY", 2)
 bind = [_default_bind()]
+# uvicorn applies X-Forwarded-Proto / X-Forwarded-For (scheme and client address of the request, used by
+# the same-origin check and the access log) only from these peers; anyone else could forge them.
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "").strip() or "127.0.0.1,::1"
 # Streams are closed spread over DRAIN_SECONDS after SIGTERM; 10 s more lets cleanup finish before
 # gunicorn kills the worker. Kubernetes' terminationGracePeriodSeconds must exceed preStop + this.
 graceful_timeout = math.ceil(DRAIN_SECONDS) + 10
@@ -109,6 +121,11 @@ def on_starting(server: _Arbiter) -> None:
 
     Only prometheus-client's own files (`*.db`) are removed, so a directory shared by mistake survives.
     """
+    if not os.environ.get("DATABASE_URL"):
+        raise SystemExit(
+            "DATABASE_URL is not set: set it to postgresql://user:password@host:5432/dbname "
+            "(`make run` starts an embedded PostgreSQL for development)"
+        )
     path = _multiproc_dir()
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
     path.mkdir(parents=True, exist_ok=True)
@@ -126,7 +143,13 @@ def when_ready(server: _Arbiter) -> None:
 
     registry = CollectorRegistry()
     MultiProcessCollector(registry)
-    _metrics_server, _thread = start_http_server(METRICS_PORT, METRICS_BIND, registry)
+    try:
+        _metrics_server, _thread = start_http_server(METRICS_PORT, METRICS_BIND, registry)
+    except OSError as exc:
+        raise SystemExit(
+            f"metrics port {METRICS_BIND}:{METRICS_PORT} is unavailable ({exc.strerror}): "
+            "set METRICS_PORT to a free port (0 turns metrics off)"
+        ) from None
     server.log.info("Prometheus metrics on http://%s:%s/metrics", METRICS_BIND, METRICS_PORT)
 
 
@@ -134,6 +157,14 @@ def post_fork(server: _Arbiter, worker: _Worker) -> None:
     """Worker, just forked: close the inherited copy of the metrics socket (only the master serves it)."""
     if _metrics_server is not None:
         _metrics_server.socket.close()
+
+
+def on_exit(server: _Arbiter) -> None:
+    """Master, exiting: remove the metrics directory when it is this instance's own default one."""
+    if _OWN_MULTIPROC_DIR:
+        import shutil
+
+        shutil.rmtree(_multiproc_dir(), ignore_errors=True)
 
 
 def child_exit(server: _Arbiter, worker: _Worker) -> None:

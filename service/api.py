@@ -11,7 +11,7 @@ from typing import Any
 
 import sentry_sdk
 from django.http import HttpRequest, HttpResponse
-from ninja import NinjaAPI
+from ninja import NinjaAPI, Swagger
 from ninja.errors import HttpError, ValidationError
 from ninja.parser import Parser
 
@@ -46,7 +46,9 @@ api = NinjaAPI(
     urls_namespace="v1",
     parser=StrictJsonParser(),
     openapi_url="/openapi.json",
-    docs_url=None,
+    docs_url="/docs",  # Swagger UI from django-ninja's own static files (ninja is an installed app)
+    # validatorUrl: Swagger UI would otherwise fetch a badge from validator.swagger.io (nothing leaves).
+    docs=Swagger(settings={"validatorUrl": None}),
 )
 
 

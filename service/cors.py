@@ -15,6 +15,8 @@ its ``check_request_enabled`` signal); the lean stream route builds the same hea
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -36,6 +38,7 @@ _DEFAULT_PORTS = {"http": "80", "https": "443"}
 _ALLOWED_ATTR = "beacon_cors_allowed"
 
 
+@functools.lru_cache(maxsize=1024)
 def own_origin(scheme: str, host: str) -> str:
     """Beacon's own origin as a browser serializes it: lower-case host, no default port (WHATWG HTML 7.1.1)."""
     scheme = scheme.lower()
@@ -47,10 +50,27 @@ def own_origin(scheme: str, host: str) -> str:
 
 
 async def allowed_origins() -> frozenset[str]:
-    """Every active tenant's allowed origins; a cache hit costs no thread hop and no query."""
+    """Every active tenant's allowed origins; a cache hit costs no thread hop and no query.
+
+    A miss starts one load per event loop that every concurrent caller awaits (a reconnect storm of a
+    thousand streams costs one query, not a thousand); a caller that goes away does not cancel it.
+    """
     cached = origin_union.fresh()
     if cached is not None:
         return cached
+    loop = asyncio.get_running_loop()
+    task = _loading.get(loop)
+    if task is None:
+        task = loop.create_task(_load())
+        _loading[loop] = task
+        task.add_done_callback(lambda _: _loading.pop(loop, None))
+    return await asyncio.shield(task)
+
+
+_loading: dict[asyncio.AbstractEventLoop, asyncio.Task[frozenset[str]]] = {}
+
+
+async def _load() -> frozenset[str]:
     try:
         return await run_db(origin_union.load)
     except Exception:
@@ -83,12 +103,17 @@ def origin_not_allowed() -> ApiError:
 
 def actual_headers(origin: str) -> list[tuple[bytes, bytes]]:
     """The CORS headers of a non-preflight answer to an allowed ``origin`` (ASGI header pairs)."""
-    return [
+    return list(_actual_headers(origin))
+
+
+@functools.lru_cache(maxsize=4096)
+def _actual_headers(origin: str) -> tuple[tuple[bytes, bytes], ...]:
+    return (
         (b"access-control-allow-origin", origin.encode("latin-1")),
         (b"access-control-allow-credentials", b"true"),
         (b"access-control-expose-headers", ", ".join(settings.CORS_EXPOSE_HEADERS).encode()),
         (b"vary", b"Origin"),
-    ]
+    )
 
 
 def allow(request: HttpRequest) -> None:

@@ -1,7 +1,9 @@
-"""The demo page (``DEMO=1``): a plain EventSource for a demo recipient, and a form that publishes.
+"""The demo page (``DEMO=1``): the demo recipient's inbox and live stream through ``beacon.js``, and a form
+that publishes.
 
-The browser never sees an API key: the server mints the subscriber token and publishes through the same
-code path as ``POST /v1/notifications``.
+The browser never sees an API key: ``/demo/token`` plays the tenant backend and mints subscriber tokens (as
+``POST /v1/tokens`` would), and ``/demo/publish`` publishes through the same code path as
+``POST /v1/notifications``.
 """
 
 from __future__ import annotations
@@ -31,14 +33,29 @@ async def _tenant() -> directory.TenantInfo:
     return tenant
 
 
+DEMO_TOKEN_TTL = 3600  # seconds; beacon.js asks for a new one at 80 % of that
+
+
 async def page(request: HttpRequest) -> HttpResponse:
+    try:
+        await _tenant()
+    except ApiError as exc:
+        return exc.to_response()
+    render_async = sync_to_async(render)
+    return await render_async(request, "demo.html", {"recipient": DEMO_RECIPIENT})
+
+
+async def token(request: HttpRequest) -> HttpResponse:
+    """``GET /demo/token`` → ``{"token": ..., "expires_at": <unix seconds>}`` for the demo recipient.
+
+    A real page gets its token from its own backend, which checks its own session first (docs/embed.md).
+    """
     try:
         tenant = await _tenant()
     except ApiError as exc:
         return exc.to_response()
-    token, _ = tokens.mint(tenant, DEMO_RECIPIENT, ["news"], 3600)
-    render_async = sync_to_async(render)
-    return await render_async(request, "demo.html", {"token": token, "recipient": DEMO_RECIPIENT})
+    jwt, exp = tokens.mint(tenant, DEMO_RECIPIENT, ["news"], DEMO_TOKEN_TTL)
+    return JsonResponse({"token": jwt, "expires_at": exp}, headers={"Cache-Control": "no-store"})
 
 
 @require_POST

@@ -1,57 +1,137 @@
-"""``make run``: embedded PostgreSQL (unless DATABASE_URL is set), migrations, the demo tenant and key,
-then gunicorn with uvicorn workers on port 8000. Ctrl-C stops gunicorn and the embedded database."""
+"""``make run``: Beacon for a person at a terminal.
+
+Embedded PostgreSQL (unless ``DATABASE_URL`` is set), migrations, static files, the demo tenant and key, then
+gunicorn with uvicorn workers on ``PORT`` (default 8000). Each step says what it does. A busy port ends in
+one line naming the variable to change. Each run has its own Prometheus directory. ``Ctrl-C`` drains streams
+for ``DRAIN_SECONDS`` (1 s here) and stops everything within a few seconds.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
+DEV_DEFAULTS = {
+    "DEMO": "1",
+    "DEBUG": "0",
+    "DRAIN_SECONDS": "1",  # a short drain: Ctrl-C should not wait 20 s for open streams
+    "LOG_FORMAT": "text",
+}
+
+
+def step(message: str) -> None:
+    print(f"==> {message}", flush=True)
+
+
+def port_problem(host: str, port: int, variable: str) -> str | None:
+    """A one-line hint when ``host:port`` cannot be bound, else ``None``."""
+    if port == 0:
+        return None
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            return f"port {port} is unavailable ({exc.strerror}): set {variable} to a free port, e.g. {variable}={port + 1} make run"
+    return None
+
 
 def main() -> int:
     env = dict(os.environ)
-    env.setdefault("DEMO", "1")
-    env.setdefault("DEBUG", "0")
-    server = None
-    if not env.get("DATABASE_URL"):
-        from service import embedded_db
+    for name, value in DEV_DEFAULTS.items():
+        env.setdefault(name, value)
+    port = int(env.get("PORT") or 8000)
+    env["PORT"] = str(port)
+    metrics_port = int(env.get("METRICS_PORT") or 9464)
+    env["METRICS_PORT"] = str(metrics_port)
+    for problem in (
+        port_problem("0.0.0.0", port, "PORT"),
+        port_problem(env.get("METRICS_BIND") or "0.0.0.0", metrics_port, "METRICS_PORT"),
+    ):
+        if problem:
+            print(problem, file=sys.stderr)
+            return 2
+    from service import embedded_db
 
-        server = embedded_db.start(ROOT / ".data" / "pg", cleanup_mode="stop")
-        env["DATABASE_URL"] = embedded_db.url(server)
-        print(f"embedded PostgreSQL 16 running from {ROOT / '.data' / 'pg'}")
-    python = sys.executable
-    manage = [python, str(ROOT / "manage.py")]
-    subprocess.run([*manage, "migrate_schemas", "--shared", "-v", "0"], check=True, env=env, cwd=ROOT)
-    subprocess.run([*manage, "migrate_schemas", "-v", "0"], check=True, env=env, cwd=ROOT)
-    out = subprocess.run(
-        [*manage, "ensure_demo"], check=True, env=env, cwd=ROOT, capture_output=True, text=True
-    )
-    key = out.stdout.strip().splitlines()[-1]
-    print(
-        f"""
-Beacon is starting on http://localhost:8000/  (demo page; admin at /admin/ after `manage.py createsuperuser`)
+    server = None
+    own_metrics_dir = None
+    if not env.get("PROMETHEUS_MULTIPROC_DIR"):
+        own_metrics_dir = tempfile.mkdtemp(prefix="beacon-prometheus-")
+        env["PROMETHEUS_MULTIPROC_DIR"] = own_metrics_dir
+    try:
+        if not env.get("DATABASE_URL"):
+            data_dir = embedded_db.default_data_dir(ROOT)
+            step(f"starting the embedded PostgreSQL 16 in {data_dir}")
+            server = embedded_db.start(data_dir, cleanup_mode="stop")
+            env["DATABASE_URL"] = embedded_db.url(server)
+        python = sys.executable
+        manage = [python, str(ROOT / "manage.py")]
+        step("migrating the database")
+        subprocess.run([*manage, "migrate_schemas", "--shared", "-v", "0"], check=True, env=env, cwd=ROOT)
+        subprocess.run([*manage, "migrate_schemas", "-v", "0"], check=True, env=env, cwd=ROOT)
+        step("collecting static files (the admin's styles)")
+        subprocess.run([*manage, "collectstatic", "--noinput", "-v", "0"], check=True, env=env, cwd=ROOT)
+        step("creating the demo tenant and API key")
+        key_file = embedded_db.default_data_dir(ROOT).parent / "demo_api_key"  # beside the embedded data
+        out = subprocess.run(
+            [*manage, "ensure_demo", "--port", str(port), "--key-file", str(key_file)],
+            check=True,
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        key = out.stdout.strip().splitlines()[-1]
+        print(
+            f"""
+Beacon is starting on http://localhost:{port}/  (demo page; admin at /admin/ after
+`.venv/bin/python manage.py createsuperuser`; API docs at /v1/docs; metrics on :{metrics_port})
 Demo API key: {key}
 Publish:
   curl -H "Authorization: Bearer {key}" -H 'Content-Type: application/json' \\
-       -d '{{"recipient":"demo-user","data":{{"text":"hi"}}}}' localhost:8000/v1/notifications
+       -d '{{"recipient":"demo-user","data":{{"text":"hi"}}}}' localhost:{port}/v1/notifications
+Ctrl-C stops it.
 """,
-        flush=True,
-    )
-    gunicorn = subprocess.Popen(
-        [python, "-m", "gunicorn", "-c", str(ROOT / "deploy" / "gunicorn.conf.py")], env=env, cwd=ROOT
-    )
-    try:
-        return gunicorn.wait()
+            flush=True,
+        )
+        # Its own session: the terminal's Ctrl-C reaches only this process, which then asks gunicorn for a
+        # graceful stop (SIGTERM: drain, then exit) instead of SIGINT's immediate worker kill.
+        gunicorn = subprocess.Popen(
+            [python, "-m", "gunicorn", "-c", str(ROOT / "deploy" / "gunicorn.conf.py")],
+            env=env,
+            cwd=ROOT,
+            start_new_session=True,
+        )
+        try:
+            return gunicorn.wait()
+        except KeyboardInterrupt:
+            print("\nstopping (draining open streams)...", flush=True)
+            gunicorn.send_signal(signal.SIGTERM)
+            try:
+                return gunicorn.wait(timeout=15)
+            except (KeyboardInterrupt, subprocess.TimeoutExpired):
+                gunicorn.kill()
+                return gunicorn.wait()
+    except subprocess.CalledProcessError as exc:
+        print(
+            f"make run: step failed ({' '.join(map(str, exc.cmd[1:3]))}, exit {exc.returncode})",
+            file=sys.stderr,
+        )
+        return 1
     except KeyboardInterrupt:
-        gunicorn.send_signal(signal.SIGTERM)
-        return gunicorn.wait()
+        return 130
     finally:
         if server is not None:
             server.cleanup()
+        if own_metrics_dir is not None:
+            shutil.rmtree(own_metrics_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

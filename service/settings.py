@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
-import os
+import warnings
 from pathlib import Path
 
-from service.env import database_from_url, env_bool, env_float, env_int, env_list, env_str, env_url
+from service.env import (
+    ConfigError,
+    database_from_url,
+    env_bool,
+    env_float,
+    env_int,
+    env_list,
+    env_str,
+    env_url,
+)
 from service.observability.logs import logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -19,16 +28,17 @@ if not SECRET_KEY:
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["*"])
 
 # --- Database -----------------------------------------------------------------------------------------
-# Without DATABASE_URL, Beacon starts its own PostgreSQL from the pgserver wheel (data under .data/).
+# Importing the settings never starts a database: manage.py, `make run`, the tests and the benchmark start
+# the embedded PostgreSQL (service/embedded_db.py) and export DATABASE_URL before Django loads.
+REQUIRE_DATABASE_URL = env_bool("REQUIRE_DATABASE_URL", False)
 DATABASE_URL = env_str("DATABASE_URL", "")
-if not DATABASE_URL:
-    from service import embedded_db
+if not DATABASE_URL and REQUIRE_DATABASE_URL:
+    from service.embedded_db import MISSING_URL
 
-    _server = embedded_db.start(Path(env_str("EMBEDDED_PG_DIR", str(BASE_DIR / ".data" / "pg"))))
-    DATABASE_URL = embedded_db.url(_server)
-    os.environ["DATABASE_URL"] = DATABASE_URL  # child processes (gunicorn workers) share the same server
+    raise ConfigError(MISSING_URL)
 
-_database = database_from_url(DATABASE_URL)
+# Unset (e.g. `make lint` importing the settings): a placeholder that names the fix if anything connects.
+_database = database_from_url(DATABASE_URL or "postgresql:///set-DATABASE_URL-or-run-manage.py")
 _database["OPTIONS"].setdefault("application_name", "beacon-web")
 DATABASES = {
     "default": {
@@ -54,6 +64,7 @@ SHARED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "corsheaders",
+    "ninja",  # its Swagger UI files are served by Beacon itself at /v1/docs (no CDN)
 ]
 TENANT_APPS = ["service.notifications"]
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
@@ -61,6 +72,7 @@ INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_
 MIDDLEWARE = [
     "service.http.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",  # /static/: compressed, hashed names, cached for a year
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -90,6 +102,13 @@ TIME_ZONE = "UTC"
 LANGUAGE_CODE = "en-us"
 STATIC_URL = "static/"
 STATIC_ROOT = env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles"))
+# Before collectstatic (tests, a fresh checkout) STATIC_ROOT does not exist: pages render with plain names
+# (service/staticfiles.py), so WhiteNoise's start-up warning would only be a non-JSON line in the logs.
+warnings.filterwarnings("ignore", message="No directory at: ")
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "service.staticfiles.Storage"},
+}
 DATA_UPLOAD_MAX_MEMORY_SIZE = 16 * 1024 * 1024 + 1024  # the batch limit; finer limits are checked per route
 
 # --- Beacon -------------------------------------------------------------------------------------------

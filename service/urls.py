@@ -16,7 +16,11 @@ urlpatterns: list[URLPattern | URLResolver] = [
 if settings.DEMO:
     from service import demo
 
-    urlpatterns += [path("", demo.page, name="demo"), path("demo/publish", demo.publish, name="demo-publish")]
+    urlpatterns += [
+        path("", demo.page, name="demo"),
+        path("demo/token", demo.token, name="demo-token"),
+        path("demo/publish", demo.publish, name="demo-publish"),
+    ]
 
 handler404 = "service.errors.json_404"
 handler500 = "service.errors.json_500"

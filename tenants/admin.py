@@ -10,7 +10,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
-from tenants import keys
+from tenants import keys, lifecycle
 from tenants.models import ApiKey, Domain, Tenant
 from tenants.origins import check_origins
 
@@ -63,18 +63,50 @@ class DomainInline(admin.TabularInline):
 
 @admin.register(Tenant)
 class TenantAdmin(admin.ModelAdmin):
-    form = TenantAdminForm
-    list_display = ("slug", "name", "schema_name", "is_active", "created_at")
-    search_fields = ("slug", "name")
-    readonly_fields = ("schema_name", "signing_secret", "created_at")
-    inlines = [DomainInline]
-    actions = ["rotate_signing_secret"]
+    """Tenants are deactivated here, never deleted: dropping a schema takes ``delete_tenant --drop-schema
+    --yes``. The signing secret is never shown; rotating it shows the new one once (for backends that sign
+    their own tokens) and ends the tenant's open streams."""
 
-    @admin.action(description="Rotate the subscriber-signing secret (invalidates issued tokens)")
+    form = TenantAdminForm
+
+    list_display = ("slug", "name", "schema_name", "is_active", "created_at")
+    list_filter = ("is_active",)
+    search_fields = ("slug", "name")
+    exclude = ("signing_secret",)
+    readonly_fields = ("schema_name", "created_at")
+    inlines = [DomainInline]
+    actions = ["deactivate", "activate", "rotate_signing_secret"]
+
+    def has_delete_permission(self, request: HttpRequest, obj: Tenant | None = None) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: Tenant, form: Any, change: bool) -> None:
+        was_active = bool(change and form.initial.get("is_active", True))
+        lifecycle.save_tenant(obj, was_active=was_active)
+
+    @admin.action(description="Deactivate selected tenants (keeps their data; ends their streams)")
+    def deactivate(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> None:
+        tenants = list(queryset.filter(is_active=True))
+        for tenant in tenants:
+            lifecycle.set_active(tenant, False)
+        self.message_user(request, f"Deactivated {len(tenants)} tenant(s); their data is kept.")
+
+    @admin.action(description="Activate selected tenants")
+    def activate(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> None:
+        tenants = list(queryset.filter(is_active=False))
+        for tenant in tenants:
+            lifecycle.set_active(tenant, True)
+        self.message_user(request, f"Activated {len(tenants)} tenant(s).")
+
+    @admin.action(description="Rotate the subscriber-signing secret (old tokens stop working, streams end)")
     def rotate_signing_secret(self, request: HttpRequest, queryset: QuerySet[Tenant]) -> None:
         for tenant in queryset:
-            tenant.rotate_signing_secret()
-        self.message_user(request, f"Rotated {queryset.count()} signing secret(s).")
+            lifecycle.rotate_signing_secret(tenant)
+            messages.warning(
+                request,
+                f"New signing secret of {tenant.slug} (copy it now, it is not shown again): "
+                f"{tenant.signing_secret}",
+            )
 
 
 @admin.register(ApiKey)

@@ -36,6 +36,8 @@ class TenantInfo:
     max_connections_per_recipient: int
     publish_rate_per_second: int
     max_payload_bytes: int
+    default_ttl: int | None = None  # seconds; None: the contract's default (30 days)
+    max_retention: int | None = None  # seconds; None: no bound beyond the contract's largest ttl
 
     @classmethod
     def of(cls, tenant: Tenant) -> TenantInfo:
@@ -50,6 +52,8 @@ class TenantInfo:
             max_connections_per_recipient=tenant.max_connections_per_recipient,
             publish_rate_per_second=tenant.publish_rate_per_second,
             max_payload_bytes=tenant.max_payload_bytes,
+            default_ttl=tenant.default_ttl_seconds,
+            max_retention=tenant.max_retention_seconds,
         )
 
 
@@ -97,6 +101,12 @@ tenants_by_slug: TtlCache[str, TenantInfo] = TtlCache(lambda: settings.TENANT_CA
 tenants_by_id: TtlCache[int, TenantInfo] = TtlCache(lambda: settings.TENANT_CACHE_SECONDS)
 tenant_id_by_host: TtlCache[str, int] = TtlCache(lambda: settings.TENANT_CACHE_SECONDS)
 keys_by_public_id: TtlCache[str, KeyInfo] = TtlCache(lambda: settings.API_KEY_CACHE_SECONDS)
+
+
+def forget_tenants() -> None:
+    """Drop this process's cached tenants (after a rotation or deactivation announced by the broker)."""
+    tenants_by_slug.clear()
+    tenants_by_id.clear()
 
 
 def _cached(cache: TtlCache[K, V], key: K, load: Callable[[K], V | None]) -> V | None:

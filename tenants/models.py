@@ -9,10 +9,12 @@ from datetime import datetime
 from typing import Any
 
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.utils import timezone
 from django_tenants.models import DomainMixin, TenantMixin
 
+from service.notifications.validation import MAX_TTL, MIN_TTL
 from tenants.origins import validate_allowed_origins
 
 SLUG_RE = re.compile(r"^[a-z][a-z0-9-]{1,61}[a-z0-9]$")
@@ -58,10 +60,26 @@ class Tenant(TenantMixin):
     max_connections_per_recipient = models.PositiveIntegerField(default=10)
     publish_rate_per_second = models.PositiveIntegerField(default=1000)
     max_payload_bytes = models.PositiveIntegerField(default=64 * 1024)
+    # Retention (docs/operations.md): a notification without its own ``ttl`` lives ``default_ttl_seconds``
+    # (empty: the contract's 30 days); none is kept longer than ``max_retention_seconds`` (empty: 90 days).
+    default_ttl_seconds = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(MIN_TTL), MaxValueValidator(MAX_TTL)],
+        help_text="ttl of notifications published without one, 60 s to 90 days (empty: 30 days).",
+    )
+    max_retention_seconds = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(MIN_TTL), MaxValueValidator(MAX_TTL)],
+        help_text="No notification is kept longer: larger ttls are shortened to it, and purge_expired "
+        "deletes older rows (empty: 90 days, the contract's largest ttl).",
+    )
     created_at = models.DateTimeField(default=timezone.now)
 
     auto_create_schema = True
-    auto_drop_schema = True
+    # Never drop a schema by accident (admin deletions, cascades): only `delete_tenant --drop-schema --yes`.
+    auto_drop_schema = False
 
     class Meta:
         ordering = ["slug"]
@@ -75,8 +93,17 @@ class Tenant(TenantMixin):
         super().save(verbosity, *args, **kwargs)
 
     def rotate_signing_secret(self) -> None:
+        """A new subscriber-signing secret; open streams are ended by ``tenants.lifecycle``."""
         self.signing_secret = new_signing_secret()
         self.save(update_fields=["signing_secret"])
+
+    def clean(self) -> None:
+        super().clean()
+        ttl, retention = self.default_ttl_seconds, self.max_retention_seconds
+        if ttl is not None and retention is not None and ttl > retention:
+            raise ValidationError(
+                {"default_ttl_seconds": "the default ttl cannot exceed the maximum retention"}
+            )
 
 
 class Domain(DomainMixin):

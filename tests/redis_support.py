@@ -35,7 +35,8 @@ def channel() -> str:
 class PrivateRedis:
     """A ``redis-server`` of the test's own on a free port, without persistence: safe to kill and restart."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, password: str = "") -> None:
+        self.password = password
         binary = shutil.which("redis-server")
         if binary is None:
             pytest.skip("redis-server is not installed (apt-get install redis-server)")
@@ -46,7 +47,8 @@ class PrivateRedis:
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self) -> PrivateRedis:
         self.process = subprocess.Popen(
@@ -70,7 +72,7 @@ class PrivateRedis:
 
     def _answers(self) -> bool:
         try:
-            return bool(redis.Redis(port=self.port, socket_timeout=0.5).ping())
+            return bool(self.client().ping())
         except redis.RedisError:
             return False
 
@@ -81,7 +83,7 @@ class PrivateRedis:
         self.process = None
 
     def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, socket_timeout=2)
+        return redis.Redis(port=self.port, password=self.password or None, socket_timeout=2)
 
 
 def kill_beacon_clients(client: redis.Redis) -> int:

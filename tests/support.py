@@ -213,8 +213,8 @@ def take(
     found: list[ServerSentEvent] = []
     for event in events:
         if not event.data:
-            # No data, no event (WHATWG: "if the data buffer is an empty string, ... return"): a retry-only
-            # block, or a heartbeat comment, which httpx-sse still reports with the last id it saw.
+            # The SSE spec dispatches nothing when the data buffer is empty (a retry-only block, or the blank
+            # line after a ``: ping``); httpx-sse still yields one, carrying the previous id.
             continue
         if skip_control and event.event.startswith("beacon."):
             continue

@@ -315,3 +315,35 @@ def test_stream_429_and_503_carry_cors_headers(start_server, make_tenant) -> Non
             assert (got, body["error"]["code"]) == (503, "over_capacity")
             assert_cors_for(httpx.Response(got, headers=answer), origin)
             assert "retry-after" in answer["access-control-expose-headers"]
+
+
+def test_a_cache_miss_loads_the_union_once_for_every_concurrent_caller(monkeypatch) -> None:
+    """A reconnect storm after the cache expires costs one query per worker, not one per stream."""
+    import asyncio
+    import threading
+
+    from tenants import directory
+
+    loads: list[int] = []
+    gate = threading.Event()
+
+    def slow_load() -> frozenset[str]:
+        loads.append(1)
+        gate.wait(5)
+        return frozenset({ACME_ORIGIN})
+
+    monkeypatch.setattr(directory.origin_union, "load", slow_load)
+    directory.origin_union.clear()
+
+    async def storm() -> list[bool]:
+        callers = [asyncio.ensure_future(cors.origin_known(ACME_ORIGIN, "http://b.test")) for _ in range(200)]
+        await asyncio.sleep(0.05)
+        callers[0].cancel()  # a client that goes away does not cancel the shared load
+        gate.set()
+        return await asyncio.gather(*callers[1:])
+
+    try:
+        assert all(asyncio.run(storm()))
+        assert len(loads) == 1
+    finally:
+        directory.origin_union.clear()

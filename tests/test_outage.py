@@ -69,8 +69,8 @@ def private_postgres() -> Iterator[PrivatePostgres]:
     try:
         yield pg
     finally:
-        with contextlib.suppress(Exception):  # already running: cleanup stops and deletes it
-            pg.start()
+        with contextlib.suppress(Exception):
+            pg.start()  # cleanup stops a running server; a stopped one would be left behind
         pg.close()
 
 

@@ -8,6 +8,8 @@ the Redis channel by hand, out of order or twice (two publishers racing, a retry
 from __future__ import annotations
 
 import os
+import signal
+import threading
 import time
 from datetime import UTC, datetime
 from typing import Any
@@ -19,7 +21,7 @@ import redis
 
 from service.broker.base import Announcement, Row
 from service.broker.payload import encode
-from tests.redis_support import PrivateRedis, channel, shared_redis_url
+from tests.redis_support import PrivateRedis, channel, kill_beacon_clients, shared_redis_url
 from tests.support import Api, sse_stream, take, unique, wait_until
 
 CREATED = "2026-11-30T12:00:00.000000Z"
@@ -191,3 +193,165 @@ def test_redis_outage_streams_keep_positions_publishes_succeed_and_catch_up(
         wait_until(lambda: httpx.get(pod.url + "/readyz").status_code == 200, timeout=15, message="ready")
     finally:
         own.stop()
+
+
+class _Reader(threading.Thread):
+    """One subscriber that resumes with ``Last-Event-ID`` forever, alternating pods, recording every id."""
+
+    def __init__(self, urls: list[str], token: str) -> None:
+        super().__init__(daemon=True)
+        self.urls = urls
+        self.token = token
+        self.ids: list[int] = []
+        self.resets: list[str] = []
+        self.stop = threading.Event()
+        self.connected = threading.Event()  # set once the first stream is open (its position is fixed)
+
+    def run(self) -> None:
+        turn = 0
+        while not self.stop.is_set():
+            url = self.urls[turn % len(self.urls)]
+            turn += 1
+            last = str(self.ids[-1]) if self.ids else None
+            try:
+                with sse_stream(url, self.token, last_event_id=last, timeout=5) as events:
+                    self.connected.set()
+                    for count, event in enumerate(events):
+                        if event.event == "beacon.reset":
+                            self.resets.append(event.data)
+                        elif event.id and event.data and not event.event.startswith("beacon."):
+                            # (httpx-sse yields a blank event carrying the last id after a ping comment;
+                            # the SSE spec dispatches nothing for it: data must be there)
+                            self.ids.append(int(event.id))
+                        if self.stop.is_set() or count >= 25:
+                            break  # hang up now and then: every resume goes through Last-Event-ID
+            except (httpx.HTTPError, AssertionError):
+                time.sleep(0.05)
+
+
+def test_zero_loss_ledger_with_redis_through_kills_and_restarts(start_server, make_tenant, tmp_path):
+    """Publishing on both pods while a worker is SIGKILLed, Beacon's Redis clients are killed, Redis restarts
+    and a publishing worker dies between its commit and its announcement: every acknowledged notification
+    reaches every stream it is addressed to, once, in id order."""
+    own = PrivateRedis(tmp_path).start()
+    crash = tmp_path / "crash-after-commit"
+    env = {"BROKER_URL": own.url, "BROKER_CHANNEL": channel(), "BROKER_CHECK_SECONDS": "0.3"}
+    try:
+        pod_a = start_server(**env, TEST_CRASH_AFTER_COMMIT=str(crash))
+        pod_b = start_server(**env)
+        tenant, key = make_tenant()
+        api = Api(pod_a.url, key)
+        recipients = [unique() for _ in range(3)]
+        readers = {r: _Reader([pod_a.url, pod_b.url], api.token(r)) for r in recipients}
+        for reader in readers.values():
+            reader.start()
+        for reader in readers.values():  # every stream is open before the first publish
+            assert reader.connected.wait(15), "a subscriber could not connect"
+        acknowledged: dict[str, list[int]] = {r: [] for r in recipients}
+        stop = threading.Event()
+
+        def publish(url: str, seed: int) -> None:
+            client = httpx.Client(base_url=url, timeout=10, headers={"Authorization": f"Bearer {key}"})
+            turn = seed
+            while not stop.is_set():
+                turn += 1
+                recipient = recipients[turn % len(recipients)]
+                try:
+                    response = client.post("/v1/notifications", json={"recipient": recipient, "data": turn})
+                except httpx.HTTPError:
+                    continue  # not acknowledged: may or may not be delivered
+                if response.status_code == 201:
+                    acknowledged[recipient].append(int(response.json()["notifications"][0]["id"]))
+                time.sleep(0.005)
+
+        publishers = [
+            threading.Thread(target=publish, args=(u, i), daemon=True)
+            for i, u in enumerate([pod_a.url, pod_b.url])
+        ]
+        for thread in publishers:
+            thread.start()
+        time.sleep(1.5)
+        os.kill(pod_b.worker_pids()[0], signal.SIGKILL)  # a worker with streams and publishes dies
+        time.sleep(1.5)
+        assert kill_beacon_clients(own.client()) >= 4  # listeners and publishers of both pods
+        time.sleep(1.5)
+        own.stop()  # Redis restarts (our own server: nothing else uses it)
+        time.sleep(1.0)
+        own.start()
+        time.sleep(1.5)
+        crash.touch()  # the next commit on pod A exits its worker before the announcement
+        wait_until(lambda: not crash.exists(), timeout=10, message="a publishing worker to die after commit")
+        time.sleep(1.5)
+        stop.set()
+        for thread in publishers:
+            thread.join(15)
+
+        with psycopg.connect(os.environ["BEACON_TEST_DATABASE_URL"], autocommit=True) as conn:
+
+            def stored(recipient: str) -> set[int]:
+                query = f'SELECT id FROM "{tenant.schema_name}".beacon_notification WHERE recipient = %s'
+                return {row[0] for row in conn.execute(query, [recipient])}
+
+            def caught_up() -> bool:
+                # Every committed row after a stream's start (the acknowledged ones, and the one whose
+                # worker died before announcing it) has arrived.
+                return all(
+                    {i for i in stored(r) if i >= readers[r].ids[0]} <= set(readers[r].ids)
+                    for r in recipients
+                )
+
+            wait_until(caught_up, timeout=25, interval=0.2, message="every committed id on every stream")
+            for reader in readers.values():
+                reader.stop.set()
+            for recipient in recipients:
+                ids = readers[recipient].ids
+                bad = [(i, ids[i - 3 : i + 3]) for i in range(1, len(ids)) if ids[i] <= ids[i - 1]]
+                assert ids == sorted(set(ids)), f"every id once, in id order: {bad}"
+                assert set(acknowledged[recipient]) <= set(ids)
+                assert set(ids) <= stored(recipient)  # nothing that was not committed for this recipient
+                assert len(acknowledged[recipient]) > 20
+                assert not readers[recipient].resets
+            unacknowledged = set().union(*(stored(r) for r in recipients)) - set().union(
+                *acknowledged.values()
+            )
+            assert unacknowledged  # at least the row committed by the worker that died before announcing
+    finally:
+        own.stop()
+
+
+def test_a_password_in_broker_url_is_used(start_server, make_tenant, tmp_path):
+    own = PrivateRedis(tmp_path, password="s3cret-broker-pw").start()
+    try:
+        pod = start_server(BROKER_URL=own.url, BROKER_CHANNEL=channel())
+        _tenant, key = make_tenant()
+        api = Api(pod.url, key)
+        user = unique()
+        with sse_stream(pod.url, api.token(user)) as events:
+            published = api.publish_ok({"recipient": user})[0]["id"]
+            assert take(events, 1)[0].id == published
+        names = {str(c.get("name")) for c in own.client().client_list()}
+        assert {"beacon-listener", "beacon-publisher"} <= names
+        assert pod.log_path is not None and "s3cret-broker-pw" not in pod.log_path.read_text()
+    finally:
+        own.stop()
+
+
+@pytest.mark.parametrize(
+    ("value", "accepted"),
+    [
+        ("", True),
+        ("redis://127.0.0.1:6379/0", True),
+        ("rediss://:pw@redis.example.com:6380/2", True),
+        ("http://127.0.0.1:6379", False),
+        ("redis:///0", False),
+    ],
+)
+def test_broker_url_is_checked_at_start_up(monkeypatch, value, accepted):
+    from service.env import ConfigError, env_url
+
+    monkeypatch.setenv("BROKER_URL", value)
+    if accepted:
+        assert env_url("BROKER_URL", "", {"redis", "rediss", "unix"}) == value
+    else:
+        with pytest.raises(ConfigError):
+            env_url("BROKER_URL", "", {"redis", "rediss", "unix"})

@@ -30,6 +30,9 @@ class Announcement:
     id_range: tuple[int, int] | None = None  # set instead of rows when they did not fit the payload
     unread: dict[str, int] = field(default_factory=dict)  # recipient -> unread count after a read change
     sent_at: float = 0.0  # wall-clock seconds when announced (for the commit-to-write latency metric)
+    # Set (to a close reason such as "secret_rotated") to end every open stream of the tenant: workers drop
+    # their cached tenant first, so reconnects are checked against the new state (tenants/lifecycle.py).
+    close: str | None = None
 
     def span(self) -> tuple[int, int] | None:
         """``(first id, last id)`` of the announced rows, or ``None`` for an unread-only announcement."""

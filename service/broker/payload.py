@@ -3,7 +3,8 @@
 Shape (compact JSON): ``{"s": schema, "t": sent_at, "n": [[id, recipient, topic, broadcast, event,
 created_at, data], …]}`` with rows inline while the payload fits ``MAX_PAYLOAD`` bytes, else
 ``{"s", "t", "r": [first_id, last_id]}`` and each process fetches the rows once; ``"u": {recipient: count}``
-carries unread counts after a read change. ``beacon_publish`` (migration ``notifications/0002``) builds the
+carries unread counts after a read change; ``"c": reason`` ends every open stream of the tenant (secret rotated,
+tenant deactivated or deleted). ``beacon_publish`` (migration ``notifications/0002``) builds the
 same JSON inside the publishing transaction from :func:`plpgsql_announce`, so PostgreSQL's NOTIFY and a
 Python broker send identical announcements (``tests/test_broker.py`` checks that both decode alike).
 """
@@ -21,6 +22,7 @@ MAX_PAYLOAD = 7900
 
 # Keys of the announcement object.
 SCHEMA, SENT_AT, ROWS, RANGE, UNREAD = "s", "t", "n", "r", "u"
+CLOSE = "c"  # a close reason: every open stream of the tenant ends (tenants/lifecycle.py)
 
 #: One row's array: (field, SQL expression inside ``beacon_publish``). The order is the wire order.
 ROW_FIELDS: tuple[tuple[str, str], ...] = (
@@ -43,6 +45,8 @@ def encode(announcement: Announcement) -> str:
     head: dict[str, Any] = {SCHEMA: announcement.schema, SENT_AT: announcement.sent_at or time.time()}
     if announcement.unread:
         head[UNREAD] = announcement.unread
+    if announcement.close:
+        head[CLOSE] = announcement.close
     if not announcement.rows:
         if announcement.id_range is not None:
             head[RANGE] = list(announcement.id_range)
@@ -71,6 +75,7 @@ def decode(payload: str | bytes) -> Announcement:
         id_range=id_range,
         unread=message.get(UNREAD) or {},
         sent_at=float(message.get(SENT_AT, 0.0)),
+        close=str(message[CLOSE]) if message.get(CLOSE) else None,
     )
 
 

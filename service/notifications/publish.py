@@ -71,11 +71,18 @@ class _Pending:
     ttl: int
 
 
-def expand(items: list[tuple[PublishIn, str]]) -> list[_Pending]:
+def effective_ttl(requested: int | None, tenant: TenantInfo) -> int:
+    """The row's ttl: the request's, else the tenant's default, else 30 days; never above the tenant's
+    maximum retention (docs/decisions.md: a longer ttl is shortened, not refused)."""
+    ttl = requested or tenant.default_ttl or v.DEFAULT_TTL
+    return min(ttl, tenant.max_retention) if tenant.max_retention else ttl
+
+
+def expand(items: list[tuple[PublishIn, str]], tenant: TenantInfo) -> list[_Pending]:
     """One pending row per stored target (``recipients`` fan out to one row each)."""
     rows: list[_Pending] = []
     for item, data_json in items:
-        ttl = item.ttl or v.DEFAULT_TTL
+        ttl = effective_ttl(item.ttl, tenant)
         if item.recipients is not None:
             rows.extend(_Pending(r, None, False, item.event, data_json, ttl) for r in item.recipients)
         else:
@@ -104,7 +111,7 @@ def publish(
     Without an ``Idempotency-Key`` this is one statement (``beacon_publish``) in its own transaction; with
     one, the key is claimed and answered in the same transaction.
     """
-    pending = expand(items)
+    pending = expand(items, tenant)
     now = timezone.now()
     with schema_context(tenant.schema):
         if idempotency_key is None:

@@ -121,8 +121,14 @@ class TextFormatter(logging.Formatter):
         return redact(super().format(record))
 
 
+#: Where log lines go: the server's standard output (containers collect it). ``manage.py`` switches this to
+#: standard error before Django loads, so a command's stdout carries only its result (contract: operator
+#: commands) and ``create_api_key acme | tail -1`` is the key.
+STREAM = "ext://sys.stdout"
+
+
 def logging_config(level: str = "INFO", fmt: str = "json", *, access_log: bool = True) -> dict[str, Any]:
-    """The ``LOGGING`` dict: one stdout handler for the root and the server's loggers, in ``fmt``."""
+    """The ``LOGGING`` dict: one handler (on ``STREAM``) for the root and the server's loggers, in ``fmt``."""
     fmt = fmt.strip().lower()
     if fmt not in FORMATS:
         raise ConfigError(f"LOG_FORMAT: expected one of {', '.join(FORMATS)}, got {fmt!r}")
@@ -148,7 +154,7 @@ def logging_config(level: str = "INFO", fmt: str = "json", *, access_log: bool =
         "handlers": {
             "console": {
                 "class": "logging.StreamHandler",
-                "stream": "ext://sys.stdout",
+                "stream": STREAM,
                 "formatter": fmt,
                 "filters": ["context", "redact"],
             }

@@ -41,7 +41,9 @@ LISTENER_RECONNECTS = Counter(
     "beacon_listener_reconnects_total", "Times the LISTEN connection was re-established."
 )
 LISTENER_CONNECTED = Gauge(
-    "beacon_listener_connected", "1 while this worker's LISTEN connection is up.", multiprocess_mode="liveall"
+    "beacon_listener_connected",
+    "1 while this worker's broker subscription (LISTEN or Redis) is up.",
+    multiprocess_mode="liveall",
 )
 BROKER_GAP_FILLS = Counter(
     "beacon_broker_gap_fills_total",

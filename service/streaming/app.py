@@ -27,10 +27,12 @@ _KNOWN_ROUTES = frozenset(
         "/v1/inbox/{id}/read",
         "/v1/openapi.json",
         "/v1/beacon.js",
+        "/v1/docs",
         "/healthz",
         "/readyz",
         "/",
         "/demo/publish",
+        "/demo/token",
     }
 )
 

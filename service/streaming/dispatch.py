@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 
 from service.broker.base import Row
 from service.observability import metrics
 from service.streaming import sse
 from service.streaming.hub import BROADCAST, RECIPIENT, TOPIC, Hub, Item, Subscription
+
+log = logging.getLogger(__name__)
 
 
 def frame_for(row: Row) -> bytes:
@@ -53,3 +56,14 @@ class Dispatcher:
         item = Item(None, sse.control("beacon.unread", {"unread": count}))
         for sub in list(self.hub.matching((schema, RECIPIENT, recipient))):
             push(sub, item)
+
+    def close_tenant(self, schema: str, reason: str) -> None:
+        """End every local stream of one tenant (secret rotated, tenant deactivated or deleted). The cached
+        tenant is forgotten first, so reconnects are checked against its new secret and state."""
+        from tenants.directory import forget_tenants
+
+        forget_tenants()
+        subs = self.hub.in_schema(schema)
+        for sub in subs:
+            sub.close(reason)
+        log.info("closed %d streams of %s: %s", len(subs), schema, reason)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import time
@@ -50,7 +51,11 @@ class Request:
         self.query = {k: v[-1] for k, v in parse_qs(scope.get("query_string", b"").decode("latin-1")).items()}
         self.host = self.headers.get("host", "")
         self.scheme = scope.get("scheme", "http")
-        self.origin = cors.own_origin(self.scheme, self.host)  # Beacon's own origin, as a browser sends it
+
+    @functools.cached_property
+    def origin(self) -> str:
+        """Beacon's own origin, as a browser would send it (only needed for requests with ``Origin``)."""
+        return cors.own_origin(self.scheme, self.host)
 
     def cookie(self, name: str) -> str | None:
         for part in self.headers.get("cookie", "").split(";"):

@@ -145,6 +145,9 @@ class Listener:
 
     async def _dispatch(self, announcement: Announcement) -> None:
         schema = announcement.schema
+        if announcement.close:
+            self.dispatcher.close_tenant(schema, announcement.close)
+            return
         for recipient, count in announcement.unread.items():
             self.dispatcher.unread(schema, recipient, count)
         span = announcement.span()

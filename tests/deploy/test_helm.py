@@ -174,7 +174,16 @@ def test_rendered_manifests_match_kubernetes_schemas(chart: Any, values_file: Pa
 
 def test_default_render_resources(chart: Any) -> None:
     by_kind = kinds(render(chart))
-    assert set(by_kind) == {"ConfigMap", "Deployment", "Job", "Pod", "Secret", "Service", "ServiceAccount"}
+    assert set(by_kind) == {
+        "ConfigMap",
+        "CronJob",
+        "Deployment",
+        "Job",
+        "Pod",
+        "Secret",
+        "Service",
+        "ServiceAccount",
+    }
     # Off by default: exposure, autoscaling, budgets, monitoring CRDs, network policy.
     for kind in (
         "Ingress",
@@ -211,12 +220,20 @@ def test_deployment_probes_ports_and_rollout(chart: Any, values_file: Path | Non
 @pytest.mark.parametrize("values_file", SCENARIOS, ids=scenario_id)
 def test_pods_are_locked_down(chart: Any, values_file: Path | None) -> None:
     documents = render(chart, scenario_values(values_file))
-    pod_specs = [
-        (doc["__template__"], doc["spec"]["template"]["spec"])
-        for doc in documents
-        if doc["kind"] in {"Deployment", "Job"}
-    ] + [(doc["__template__"], doc["spec"]) for doc in documents if doc["kind"] == "Pod"]
-    assert len(pod_specs) == 3  # server, migrations, helm test
+    pod_specs = (
+        [
+            (doc["__template__"], doc["spec"]["template"]["spec"])
+            for doc in documents
+            if doc["kind"] in {"Deployment", "Job"}
+        ]
+        + [(doc["__template__"], doc["spec"]) for doc in documents if doc["kind"] == "Pod"]
+        + [
+            (doc["__template__"], doc["spec"]["jobTemplate"]["spec"]["template"]["spec"])
+            for doc in documents
+            if doc["kind"] == "CronJob"
+        ]
+    )
+    assert len(pod_specs) == 4  # server, migrations, helm test, purge
     for template, spec in pod_specs:
         pod_context = spec["securityContext"]
         assert pod_context["runAsNonRoot"] is True, template
@@ -239,9 +256,10 @@ def test_pods_are_locked_down(chart: Any, values_file: Path | None) -> None:
 def test_tmp_is_the_only_writable_path(chart: Any, values_file: Path | None) -> None:
     documents = render(chart, scenario_values(values_file))
     for doc in documents:
-        if doc["kind"] not in {"Deployment", "Job"}:
+        if doc["kind"] not in {"Deployment", "Job", "CronJob"}:
             continue
-        spec = doc["spec"]["template"]["spec"]
+        template = doc["spec"]["jobTemplate"]["spec"] if doc["kind"] == "CronJob" else doc["spec"]
+        spec = template["template"]["spec"]
         volumes = {volume["name"]: volume for volume in spec["volumes"]}
         assert set(volumes) == {"tmp"}
         assert "emptyDir" in volumes["tmp"]
@@ -290,6 +308,8 @@ def test_configmap_holds_every_setting(chart: Any) -> None:
         "SENTRY_ENVIRONMENT": "production",
         "METRICS_TENANT_LABELS": "true",
         "REQUIRE_SECRET_KEY": "true",
+        "REQUIRE_DATABASE_URL": "true",
+        "FORWARDED_ALLOW_IPS": "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,127.0.0.1",
     }
     custom = one(
         render(
@@ -568,7 +588,38 @@ BAD_VALUES = {
     "unknown resource": {"resources": {"limits": {"gpu": 1}}},
     "non-string annotation": {"podAnnotations": {"a": 1}},
     "bad ServiceMonitor interval": {"metrics": {"serviceMonitor": {"enabled": True, "interval": "often"}}},
+    "purge schedule not cron": {"purge": {"schedule": "hourly"}},
+    "purge batch of zero": {"purge": {"batchSize": 0}},
+    "forwardedAllowIps as a string": {"config": {"forwardedAllowIps": "10.0.0.0/8"}},
 }
+
+
+def test_purge_cronjob_runs_purge_expired_on_the_values_schedule(chart: Any) -> None:
+    documents = render(chart)
+    cronjob = one(documents, "CronJob")
+    assert cronjob["spec"]["schedule"] == "17 * * * *"  # on by default, hourly
+    assert cronjob["spec"]["concurrencyPolicy"] == "Forbid"
+    pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["command"] == ["python", "manage.py", "purge_expired", "--batch-size", "5000"]
+    config_name = one(documents, "ConfigMap")["metadata"]["name"]
+    assert container["envFrom"] == [{"configMapRef": {"name": config_name}}]
+    assert set(_secret_refs(container["env"])) >= {"DATABASE_URL", "SECRET_KEY"}
+    custom = one(
+        render(
+            chart,
+            {"purge": {"schedule": "*/10 * * * *", "batchSize": 200, "pushgateway": "http://pgw:9091"}},
+        ),
+        "CronJob",
+    )
+    assert custom["spec"]["schedule"] == "*/10 * * * *"
+    assert custom["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["command"][-4:] == [
+        "--batch-size",
+        "200",
+        "--pushgateway",
+        "http://pgw:9091",
+    ]
+    assert "CronJob" not in kinds(render(chart, {"purge": {"enabled": False}}))
 
 
 @pytest.mark.parametrize("values", BAD_VALUES.values(), ids=BAD_VALUES.keys())
@@ -683,7 +734,7 @@ def test_gunicorn_config_sets_the_multiproc_dir_before_prometheus_loads(
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "")
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR")
     load_gunicorn_config(monkeypatch, {})
-    assert os.environ["PROMETHEUS_MULTIPROC_DIR"] == "/tmp/beacon-prometheus"
+    assert os.environ["PROMETHEUS_MULTIPROC_DIR"] == f"/tmp/beacon-prometheus-{os.getpid()}"
 
 
 def load_gunicorn_module(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> types.ModuleType:
@@ -1084,28 +1135,49 @@ def test_dockerfile_essentials() -> None:
     assert "collectstatic --noinput" in dockerfile
     assert re.search(r"^HEALTHCHECK .*\n?.*urllib.request.*/healthz", dockerfile, re.MULTILINE)
     assert dockerfile.rstrip().endswith('CMD ["gunicorn", "-c", "deploy/gunicorn.conf.py"]')
-    # The cached dependency layer copies pyproject.toml alone before the source.
-    assert dockerfile.index("COPY pyproject.toml") < dockerfile.index("COPY . .")
+    assert "REQUIRE_DATABASE_URL=1" in dockerfile
+    # The cached dependency layer copies the runtime lock alone before the source, installs it hash-checked,
+    # then the project without dependencies.
+    assert dockerfile.index("COPY requirements/runtime.txt") < dockerfile.index("COPY . .")
+    assert "pip install --require-hashes -r /tmp/runtime.txt" in dockerfile
+    assert "pip install --no-deps ." in dockerfile
 
 
-def test_dockerfile_dependency_layer_reads_pyproject(tmp_path: Path) -> None:
-    """Run the Dockerfile's own requirements extraction against the real pyproject.toml."""
-    dockerfile = (REPO_ROOT / "deploy" / "Dockerfile").read_text()
-    snippet = re.search(r'python -c "(import tomllib;[^"]+)"', dockerfile)
-    assert snippet, "dependency extraction not found"
-    pyproject = REPO_ROOT / "pyproject.toml"
-    assert pyproject.exists(), "pyproject.toml is missing"
-    result = subprocess.run(
-        [sys.executable, "-c", snippet.group(1)],  # shell double quotes keep \n as is
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=True,
-    )
-    requirements = result.stdout.split()
-    assert any(line.lower().startswith("django") for line in requirements)
-    assert any(line.lower().startswith("gunicorn") for line in requirements)
+def _pins(lock: Path) -> dict[str, str]:
+    pins = {}
+    for line in lock.read_text().splitlines():
+        match = re.match(r"^([A-Za-z0-9_.-]+)==([^ ;\\]+)", line)
+        if match:
+            pins[match.group(1).lower()] = match.group(2)
+    return pins
+
+
+def test_lock_files_pin_every_dependency_with_hashes() -> None:
+    """Each lock pins each package exactly, with hashes; runtime/local agree with dev; no pgserver in the image."""
+    import tomllib
+
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
+    locks = {name: REPO_ROOT / "requirements" / f"{name}.txt" for name in ("runtime", "local", "dev")}
+    pins = {name: _pins(path) for name, path in locks.items()}
+    for name, path in locks.items():
+        text = path.read_text()
+        blocks = re.findall(
+            r"^[A-Za-z0-9_.-]+==\S+ \\\n(?:\s+--hash=sha256:[0-9a-f]{64}(?: \\)?\n)+", text, re.M
+        )
+        assert len(blocks) == len(pins[name]), f"{name}: a pin without hashes"
+        assert "--extra-index-url" not in text and "--find-links" not in text  # no machine's paths
+
+    def names(requirements: list[str]) -> set[str]:
+        return {re.split(r"[\[<>=!~ ;]", req, maxsplit=1)[0].lower() for req in requirements}
+
+    assert names(project["dependencies"]) <= set(pins["runtime"])
+    assert "pgserver" not in pins["runtime"] and "pgserver" in pins["local"]
+    assert not {"pytest", "mypy", "playwright", "ruff"} & set(pins["local"])
+    extras = project["optional-dependencies"]
+    assert names(extras["dev"] + extras["bench"]) <= set(pins["dev"])
+    for name in ("runtime", "local"):
+        differing = {p: v for p, v in pins[name].items() if pins["dev"].get(p) != v}
+        assert not differing, f"{name}.txt and dev.txt disagree: {differing}"
 
 
 def test_dockerignore_keeps_what_the_image_needs() -> None:
@@ -1144,3 +1216,58 @@ def test_dockerignore_keeps_what_the_image_needs() -> None:
         "helm",
     ):
         assert ignored(dropped), dropped
+
+
+# --------------------------------------------------------------------------------------------------------
+# Broker: Redis URL from values (own Secret) or from an existing Secret; nothing by default
+
+
+REDIS_URL = "redis://:SEKRIT-redis-password-4242@redis-master:6379/0"
+
+
+def test_broker_defaults_to_listen_notify(chart: Any) -> None:
+    documents = render(chart, {"secrets": SECRET_VALUES})
+    deployment = one(documents, "Deployment")
+    assert "BROKER_URL" not in _secret_refs(server_container(deployment)["env"])
+    assert "BROKER_URL" not in one(documents, "ConfigMap")["data"]
+    assert len(kinds(documents)["Secret"]) == 1
+
+
+def test_broker_redis_url_goes_to_a_secret_of_its_own(chart: Any) -> None:
+    documents = render(chart, {"secrets": SECRET_VALUES, "broker": {"redis": {"url": REDIS_URL}}})
+    secrets = {doc["metadata"]["name"]: doc for doc in kinds(documents)["Secret"]}
+    broker = secrets[f"{FULLNAME}-broker"]
+    assert {k: base64.b64decode(v).decode() for k, v in broker["data"].items()} == {"BROKER_URL": REDIS_URL}
+    assert "helm.sh/hook" not in (broker["metadata"].get("annotations") or {})  # pods only, not the Job
+    deployment = one(documents, "Deployment")
+    refs = _secret_refs(server_container(deployment)["env"])
+    assert refs["BROKER_URL"] == {"name": f"{FULLNAME}-broker", "key": "BROKER_URL"}
+    assert "checksum/broker" in deployment["spec"]["template"]["metadata"]["annotations"]
+    job = one(documents, "Job")
+    assert "BROKER_URL" not in _secret_refs(job["spec"]["template"]["spec"]["containers"][0]["env"])
+    for document in documents:
+        if document["kind"] != "Secret":
+            assert "SEKRIT-redis" not in yaml.safe_dump(manifest(document)), document["__template__"]
+
+
+def test_broker_existing_secret_wins_and_renders_no_broker_secret(chart: Any) -> None:
+    values = {
+        "secrets": SECRET_VALUES,
+        "broker": {"redis": {"url": REDIS_URL, "existingSecret": "redis-creds", "existingSecretKey": "url"}},
+    }
+    documents = render(chart, values)
+    assert [doc["metadata"]["name"] for doc in kinds(documents)["Secret"]] == [FULLNAME]
+    deployment = one(documents, "Deployment")
+    assert _secret_refs(server_container(deployment)["env"])["BROKER_URL"] == {
+        "name": "redis-creds",
+        "key": "url",
+    }
+    assert all("SEKRIT-redis" not in yaml.safe_dump(manifest(doc)) for doc in documents)
+
+
+@pytest.mark.parametrize(
+    "redis", [{"url": "http://redis:6379"}, {"url": 6379}, {"existingSecretKey": ""}, {"password": "x"}]
+)
+def test_schema_rejects_bad_broker_values(chart: Any, redis: dict[str, Any]) -> None:
+    with pytest.raises(helm_python.HelmValuesError):
+        chart.render({"broker": {"redis": redis}}, name=RELEASE, namespace=NAMESPACE)

@@ -99,6 +99,8 @@ ALLOWED_HOSTS: {{ join "," .Values.config.allowedHosts | quote }}
 SENTRY_ENVIRONMENT: {{ .Values.config.sentryEnvironment | quote }}
 METRICS_TENANT_LABELS: {{ .Values.config.metricsTenantLabels | toString | quote }}
 REQUIRE_SECRET_KEY: "true"
+REQUIRE_DATABASE_URL: "true"
+FORWARDED_ALLOW_IPS: {{ join "," .Values.config.forwardedAllowIps | quote }}
 {{- range $name, $value := .Values.config.extra }}
 {{ $name }}: {{ $value | quote }}
 {{- end }}
@@ -146,4 +148,21 @@ capabilities:
     - ALL
 seccompProfile:
   type: RuntimeDefault
+{{- end }}
+
+{{/* BROKER_URL from broker.redis.existingSecret or the chart's broker Secret; nothing for LISTEN/NOTIFY. */}}
+{{- define "beacon.brokerEnv" -}}
+{{- if .Values.broker.redis.existingSecret }}
+- name: BROKER_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.broker.redis.existingSecret }}
+      key: {{ .Values.broker.redis.existingSecretKey }}
+{{- else if .Values.broker.redis.url }}
+- name: BROKER_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "beacon.fullname" . }}-broker
+      key: BROKER_URL
+{{- end }}
 {{- end }}

@@ -1,4 +1,8 @@
-"""``create_tenant SLUG [--name NAME] [--domain HOST ...]``: create the tenant, its schema and migrate it."""
+"""``create_tenant SLUG [--name NAME] [--domain HOST ...] [--allowed-origin ORIGIN ...] [limits, retention]``.
+
+Creates the tenant, its schema (migrated) and its domains. Every value is checked before anything is
+written: a bad one exits non-zero with a clear message and changes nothing (contract: operator commands).
+"""
 
 from __future__ import annotations
 
@@ -8,16 +12,18 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
+from tenants.management.options import add_tenant_options, apply_tenant_options, validate_tenant
 from tenants.models import Domain, Tenant, validate_slug
 
 
 class Command(BaseCommand):
-    help = "Create a tenant with its own schema (migrated) and optional domains."
+    help = "Create a tenant with its own schema (migrated), optional domains, allowed origins and limits."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("slug")
         parser.add_argument("--name", default="")
         parser.add_argument("--domain", action="append", default=[], dest="domains", metavar="HOST")
+        add_tenant_options(parser)
 
     def handle(self, *args: Any, slug: str, name: str, domains: list[str], **options: Any) -> None:
         try:
@@ -26,11 +32,15 @@ class Command(BaseCommand):
             raise CommandError(f"invalid slug {slug!r}: {' '.join(exc.messages)}") from None
         if Tenant.objects.filter(slug=slug).exists():
             raise CommandError(f"tenant {slug!r} already exists; nothing changed")
-        taken = list(Domain.objects.filter(domain__in=domains).values_list("domain", flat=True))
+        hosts = [host.lower() for host in domains]
+        taken = list(Domain.objects.filter(domain__in=hosts).values_list("domain", flat=True))
         if taken:
             raise CommandError(f"domain already in use: {', '.join(taken)}; nothing changed")
+        tenant = Tenant(slug=slug, name=name or slug)
+        apply_tenant_options(tenant, options)
+        validate_tenant(tenant)
         with transaction.atomic():
-            tenant = Tenant.objects.create(slug=slug, name=name or slug)
-            for index, host in enumerate(domains):
-                Domain.objects.create(tenant=tenant, domain=host.lower(), is_primary=index == 0)
+            tenant.save()
+            for index, host in enumerate(hosts):
+                Domain.objects.create(tenant=tenant, domain=host, is_primary=index == 0)
         self.stdout.write(f"created tenant {tenant.slug} (schema {tenant.schema_name})")

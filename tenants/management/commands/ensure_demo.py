@@ -16,7 +16,10 @@ from django.utils import timezone
 from tenants import keys
 from tenants.models import ApiKey, Domain, Tenant
 
-DEMO_ORIGINS = ["http://localhost:8000", "http://127.0.0.1:8000"]
+
+def demo_origins(port: int) -> list[str]:
+    """The demo page's own origins on ``port`` (``make run`` honours ``PORT``)."""
+    return [f"http://localhost:{port}", f"http://127.0.0.1:{port}"]
 
 
 class Command(BaseCommand):
@@ -24,11 +27,16 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--key-file", default=str(Path(settings.BASE_DIR) / ".data" / "demo_api_key"))
+        parser.add_argument("--port", type=int, default=8000, help="the port the demo page is served on")
 
-    def handle(self, *args: Any, key_file: str, **options: Any) -> None:
+    def handle(self, *args: Any, key_file: str, port: int, **options: Any) -> None:
+        origins = demo_origins(port)
         tenant = Tenant.objects.filter(slug="demo").first()
+        if tenant is not None and not set(origins) <= set(tenant.allowed_origins):
+            tenant.allowed_origins = list(dict.fromkeys([*tenant.allowed_origins, *origins]))
+            tenant.save(update_fields=["allowed_origins"])
         if tenant is None:
-            tenant = Tenant.objects.create(slug="demo", name="Demo", allowed_origins=DEMO_ORIGINS)
+            tenant = Tenant.objects.create(slug="demo", name="Demo", allowed_origins=origins)
             Domain.objects.get_or_create(
                 domain="demo.localhost", defaults={"tenant": tenant, "is_primary": True}
             )

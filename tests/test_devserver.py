@@ -1,0 +1,229 @@
+"""``make run`` for a person (service/devserver.py), per-instance metrics, and trusted proxy headers."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support import ROOT, Api, free_port, sse_stream, unique, wait_until
+
+
+def devserver_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    env.update(
+        DATABASE_URL=os.environ["BEACON_TEST_DATABASE_URL"],
+        EMBEDDED_PG_DIR=str(tmp_path / "pg"),  # the demo key file goes beside it, not into the checkout
+        STATIC_ROOT=str(tmp_path / "static"),
+        WEB_CONCURRENCY="1",
+        METRICS_BIND="127.0.0.1",
+        PYTHONUNBUFFERED="1",
+        **extra,
+    )
+    return env
+
+
+class Output:
+    """A process's merged output, read line by line on a thread (no blocking reads in the test)."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.lines: list[str] = []
+        self._thread = threading.Thread(target=self._read, args=(process,), daemon=True)
+        self._thread.start()
+
+    def _read(self, process: subprocess.Popen[str]) -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            self.lines.append(line)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for(self, pattern: str, timeout: float) -> str:
+        wait_until(lambda: re.search(pattern, self.text), timeout=timeout, message=f"{pattern!r} in output")
+        return self.text
+
+    def rest(self) -> str:
+        self._thread.join(timeout=10)
+        return self.text
+
+
+def test_make_run_honours_port_and_stops_quickly_on_ctrl_c_with_a_stream_open(tmp_path):
+    port, metrics_port = free_port(), free_port()
+    env = devserver_env(tmp_path, PORT=str(port), METRICS_PORT=str(metrics_port))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "service.devserver"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # its own process group, like a terminal's foreground job
+    )
+    try:
+        out = Output(process)
+        output = out.wait_for(r"Ctrl-C stops it", timeout=240)
+        assert "==> migrating the database" in output and "==> collecting static files" in output
+        assert f"http://localhost:{port}/" in output
+        assert f"localhost:{port}/v1/notifications" in output
+        assert "localhost:8000" not in output
+        key = re.search(r"Demo API key: (bk_\S+)", output).group(1)
+        base = f"http://127.0.0.1:{port}"
+        wait_until(lambda: _ready(base), timeout=60, message="devserver ready")
+        api = Api(base, key)
+        with sse_stream(base, api.token(unique()), timeout=30) as events:
+            next(events)  # the stream is open (the retry block)
+            started = time.monotonic()
+            os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C does: SIGINT to the foreground group
+            process.wait(timeout=30)
+            stopped = time.monotonic() - started
+        rest = out.rest()
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == 0, rest[-2000:]
+    assert "SIGKILL" not in rest and "Traceback" not in rest, rest[-2000:]
+    print(f"make run stopped {stopped:.2f}s after Ctrl-C with a stream open")
+
+
+def _ready(base: str) -> bool:
+    try:
+        return httpx.get(base + "/readyz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+@pytest.mark.parametrize("variable", ["PORT", "METRICS_PORT"])
+def test_make_run_busy_port_is_one_line_naming_the_variable(tmp_path, variable):
+    with socket.socket() as busy:
+        busy.bind(("0.0.0.0", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        ports = {"PORT": str(free_port()), "METRICS_PORT": str(free_port()), variable: str(taken)}
+        done = subprocess.run(
+            [sys.executable, "-m", "service.devserver"],
+            cwd=ROOT,
+            env=devserver_env(tmp_path, **ports),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode != 0
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"set {variable} to a free port" in lines[0], done.stderr
+
+
+def test_busy_metrics_port_under_gunicorn_is_one_line(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        env = {
+            **os.environ,
+            "DATABASE_URL": os.environ["BEACON_TEST_DATABASE_URL"],
+            "BIND": f"127.0.0.1:{free_port()}",
+            "METRICS_PORT": str(busy.getsockname()[1]),
+            "METRICS_BIND": "127.0.0.1",
+            "PROMETHEUS_MULTIPROC_DIR": str(tmp_path),
+        }
+        done = subprocess.run(
+            [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode != 0
+    assert "set METRICS_PORT to a free port" in done.stderr and "Traceback" not in done.stderr
+
+
+def _gunicorn(port: int, metrics_port: int) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    env.update(
+        DATABASE_URL=os.environ["BEACON_TEST_DATABASE_URL"],
+        BIND=f"127.0.0.1:{port}",
+        METRICS_PORT=str(metrics_port),
+        METRICS_BIND="127.0.0.1",
+        WEB_CONCURRENCY="1",
+    )
+    return subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def _healthz_count(metrics_port: int) -> float:
+    text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
+    found = re.search(r'beacon_http_requests_total\{method="GET",route="/healthz",status="200"\} (\S+)', text)
+    return float(found.group(1)) if found else 0.0
+
+
+def test_two_servers_keep_separate_metrics_without_configuration():
+    """No PROMETHEUS_MULTIPROC_DIR: each server gets its own directory; the second never wipes the first."""
+    first_ports, second_ports = (free_port(), free_port()), (free_port(), free_port())
+    first = _gunicorn(*first_ports)
+    second = None
+    try:
+        wait_until(lambda: _ready(f"http://127.0.0.1:{first_ports[0]}"), timeout=60, message="first server")
+        for _ in range(5):
+            httpx.get(f"http://127.0.0.1:{first_ports[0]}/healthz", timeout=5)
+        assert _healthz_count(first_ports[1]) == 5
+        second = _gunicorn(*second_ports)
+        wait_until(lambda: _ready(f"http://127.0.0.1:{second_ports[0]}"), timeout=60, message="second server")
+        httpx.get(f"http://127.0.0.1:{second_ports[0]}/healthz", timeout=5)
+        assert _healthz_count(first_ports[1]) == 5  # not wiped by the second server's start
+        assert _healthz_count(second_ports[1]) == 1
+        own = Path(f"/tmp/beacon-prometheus-{first.pid}")
+        assert own.is_dir()
+    finally:
+        for process in (first, second):
+            if process is not None:
+                process.send_signal(signal.SIGTERM)
+                process.wait(timeout=30)
+    assert not own.exists()  # removed at exit
+
+
+# --- behind a proxy: FORWARDED_ALLOW_IPS ------------------------------------------------------------------
+
+
+def _stream_status(base: str, token: str, port: int) -> int:
+    headers = {
+        "Authorization": f"Bearer {token}",
+        "Origin": f"https://127.0.0.1:{port}",  # the page's origin behind a TLS-terminating proxy
+        "X-Forwarded-Proto": "https",
+        "X-Forwarded-For": "203.0.113.7",
+    }
+    with httpx.stream("GET", base + "/v1/stream", headers=headers, timeout=10) as response:
+        return response.status_code
+
+
+@pytest.mark.parametrize(("trusted", "expected"), [("127.0.0.1", 200), ("10.9.8.7", 403)])
+def test_forwarded_proto_is_trusted_only_from_configured_proxies(
+    start_server, make_tenant, trusted, expected
+):
+    """Same-origin https page behind a proxy: allowed only when the proxy (here: loopback) is trusted."""
+    server = start_server(workers=1, FORWARDED_ALLOW_IPS=trusted)
+    _, key = make_tenant()  # no allowed origins: only a same-origin page may open a stream
+    token = Api(server.url, key).token(unique())
+    assert _stream_status(server.url, token, server.port) == expected
+    if trusted == "127.0.0.1":
+        wait_until(
+            lambda: "203.0.113.7" in server.log_tail(200), timeout=10, message="forwarded client logged"
+        )
+    else:
+        assert "203.0.113.7" not in server.log_tail(200)
