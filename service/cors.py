@@ -19,10 +19,8 @@ import asyncio
 import functools
 import logging
 import re
-from collections.abc import Awaitable, Callable
 from typing import Any
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from corsheaders.middleware import CorsMiddleware as _CorsMiddleware
 from corsheaders.signals import check_request_enabled
 from django.conf import settings
@@ -30,6 +28,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase
 
 from service.db import run_db
 from service.errors import ApiError
+from service.http import AsyncMiddleware
 from tenants.directory import TenantInfo, origin_union
 
 log = logging.getLogger(__name__)
@@ -122,21 +121,13 @@ def allow(request: HttpRequest) -> None:
     setattr(request, _ALLOWED_ATTR, True)
 
 
-class OriginUnionMiddleware:
+class OriginUnionMiddleware(AsyncMiddleware):
     """Decides, before django-cors-headers runs, whether the request's origin gets CORS headers.
 
     The decision needs the cached union, which may need a query: that is async work, and the library's
     ``check_request_enabled`` signal is called synchronously, so the answer is stored on the request and the
     signal handler only reads it.
     """
-
-    async_capable = True
-    sync_capable = False
-
-    def __init__(self, get_response: Callable[[HttpRequest], Awaitable[HttpResponseBase]]) -> None:
-        self.get_response = get_response
-        if iscoroutinefunction(self.get_response):
-            markcoroutinefunction(self)
 
     async def __call__(self, request: HttpRequest) -> HttpResponseBase:
         origin = request.headers.get("Origin")

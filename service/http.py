@@ -37,8 +37,8 @@ def new_request_id(incoming: str | None) -> str:
     return uuid.uuid4().hex
 
 
-class RequestIdMiddleware:
-    """Sets the request id context for the request and echoes it in ``X-Request-ID``."""
+class AsyncMiddleware:
+    """Base of Beacon's Django middlewares: async only, so Django adds no thread hop around them."""
 
     async_capable = True
     sync_capable = False
@@ -47,6 +47,13 @@ class RequestIdMiddleware:
         self.get_response = get_response
         if iscoroutinefunction(self.get_response):
             markcoroutinefunction(self)
+
+    async def __call__(self, request: HttpRequest) -> Any:
+        raise NotImplementedError
+
+
+class RequestIdMiddleware(AsyncMiddleware):
+    """Sets the request id context for the request and echoes it in ``X-Request-ID``."""
 
     async def __call__(self, request: HttpRequest) -> Any:
         rid = new_request_id(request.headers.get("X-Request-ID"))
@@ -90,16 +97,8 @@ def as_error_shape(response: HttpResponseBase) -> HttpResponseBase:
     return shaped
 
 
-class ErrorShapeMiddleware:
+class ErrorShapeMiddleware(AsyncMiddleware):
     """Every error response of ``/v1`` in the error shape (see ``as_error_shape``)."""
-
-    async_capable = True
-    sync_capable = False
-
-    def __init__(self, get_response: Callable[[HttpRequest], Awaitable[HttpResponseBase]]) -> None:
-        self.get_response = get_response
-        if iscoroutinefunction(self.get_response):
-            markcoroutinefunction(self)
 
     async def __call__(self, request: HttpRequest) -> Any:
         return as_error_shape(await self.get_response(request))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -21,6 +22,24 @@ import httpx
 from httpx_sse import ServerSentEvent, connect_sse
 
 ROOT = Path(__file__).resolve().parent.parent
+
+#: Debian's chromium, driven by Playwright (``playwright install`` downloads nothing here).
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+#: No sandbox as root, and no background traffic: this machine reaches no other host.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+
+def launch_chromium(playwright: Any) -> Any:
+    """A headless Debian chromium for ``playwright`` (a ``sync_playwright()`` context)."""
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
 
 
 def free_port() -> int:
@@ -247,3 +266,37 @@ class CheckedThread(threading.Thread):
             raise AssertionError(f"thread {self.name} did not finish within {timeout} s")
         if self.error is not None:
             raise AssertionError(f"thread {self.name} failed: {self.error!r}") from self.error
+
+
+def commit_unannounced(
+    tenant: Any, recipient: str, count: int, *, rollback: bool = False, url: str | None = None
+) -> list[int]:
+    """Commit ``count`` rows for ``recipient`` through ``beacon_publish`` with no announcement at all (a
+    publisher that died between commit and announce), or roll them back (a hole that stays empty); return
+    the ids the rows took. ``url`` defaults to the suite's database."""
+    import psycopg
+
+    with psycopg.connect(url or os.environ["BEACON_TEST_DATABASE_URL"]) as conn:
+        (ids,) = conn.execute(
+            f'SELECT "{tenant.schema_name}".beacon_publish(%s, %s, %s, now(), %s, %s::text[], %s::text[], '
+            "%s::boolean[], %s::text[], %s::text[], %s::integer[], NULL, %s, %s)",
+            [
+                tenant.id,
+                1_000_000,
+                int(time.time()),
+                "2026-11-30T12:00:00.000000Z",
+                [recipient] * count,
+                [None] * count,
+                [False] * count,
+                [None] * count,
+                [str(i) for i in range(count)],
+                [3600] * count,
+                tenant.schema_name,
+                time.time(),
+            ],
+        ).fetchone()
+        if rollback:
+            conn.rollback()
+        else:
+            conn.commit()
+    return list(ids)

@@ -22,22 +22,12 @@ import jwt
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support import Api, Server, free_port, unique, wait_until
+from tests.support import Api, Server, free_port, launch_chromium, unique, wait_until
 
 pytestmark = pytest.mark.skipif(
     not shutil.which("chromium"), reason="Debian's chromium is not installed (see COMMON.md)"
 )
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 WAIT_MS = 20_000
 
 PAGE = """<!doctype html>
@@ -194,7 +184,7 @@ def chromium() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        browser = launch_chromium(playwright)
         yield browser
         browser.close()
 

@@ -20,8 +20,9 @@ def test_beacon_js_is_at_most_6_kb_gzipped() -> None:
 
 
 @pytest.mark.skipif(not shutil.which("node"), reason="Node.js is not installed")
-def test_node_unit_tests_of_beacon_js_pass() -> None:
-    """The pure parts and the tab-sharing logic, run by Node's own test runner; its summary is printed."""
+def test_node_unit_tests_of_beacon_js_pass(capsys: pytest.CaptureFixture[str]) -> None:
+    """The pure parts and the tab-sharing logic, run by Node's own test runner; its summary goes to the
+    terminal even when pytest captures output."""
     result = subprocess.run(
         ["node", "--test", "--test-reporter=spec", "tests/js/"],
         cwd=ROOT,
@@ -29,5 +30,8 @@ def test_node_unit_tests_of_beacon_js_pass() -> None:
         text=True,
         timeout=120,
     )
-    print(result.stdout[-4000:])
+    info = "\N{INFORMATION SOURCE} "  # the spec reporter's summary lines
+    summary = [line.removeprefix(info) for line in result.stdout.splitlines() if line.startswith(info)]
+    with capsys.disabled():
+        print(f"\n[node --test tests/js/] {', '.join(summary)}")
     assert result.returncode == 0, result.stdout[-8000:] + result.stderr[-2000:]

@@ -18,6 +18,7 @@ from service.broker.base import Announcement, Row
 from service.broker.payload import MAX_PAYLOAD, decode, encode
 from service.broker.postgres import CHANNEL
 from service.timefmt import rfc3339
+from tests.support import commit_unannounced
 
 CREATED = "2026-11-25T12:00:00.000000Z"
 
@@ -90,33 +91,6 @@ def test_created_at_format_is_the_stores() -> None:
 # The listener's order and gap rules, in-process against the real database (service/streaming/listener.py)
 
 
-def _commit(url: str, tenant: Any, recipient: str, count: int, rollback: bool) -> list[int]:
-    from datetime import UTC, datetime
-
-    with psycopg.connect(url) as conn:
-        (ids,) = conn.execute(
-            f'SELECT "{tenant.schema_name}".beacon_publish(%s, %s, %s, %s, %s, %s::text[], %s::text[], '
-            "%s::boolean[], %s::text[], %s::text[], %s::integer[], NULL, %s, %s)",
-            [
-                tenant.id,
-                1_000_000,
-                int(time.time()),
-                datetime.now(UTC),
-                CREATED,
-                [recipient] * count,
-                [None] * count,
-                [False] * count,
-                [None] * count,
-                ["1"] * count,
-                [3600] * count,
-                tenant.schema_name,
-                0.0,
-            ],
-        ).fetchone()
-        conn.rollback() if rollback else conn.commit()
-    return list(ids)
-
-
 async def _run_listener(url: str, tenant: Any, plan: dict[str, Any]) -> tuple[list[int], list[int]]:
     """Commit ``plan``'s transactions, announce them in ``plan``'s order (drops, duplicates), run two checks;
     return what one stream's queue received and what it should have received."""
@@ -145,7 +119,7 @@ async def _run_listener(url: str, tenant: Any, plan: dict[str, Any]) -> tuple[li
         assert start is not None
         sub.position = start
         transactions = [
-            (_commit(url, tenant, recipient, size, rollback), rollback)
+            (commit_unannounced(tenant, recipient, size, rollback=rollback, url=url), rollback)
             for size, rollback in plan["transactions"]
         ]
         announced = [ids for ids, rollback in transactions if not rollback]

@@ -9,9 +9,8 @@ import httpx
 import pytest
 
 from tenants.models import Tenant
-from tests.support import Api, unique
+from tests.support import Api, launch_chromium, unique
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 WAIT_MS = 15_000
 
 
@@ -45,18 +44,7 @@ def test_demo_page_shows_the_inbox_and_live_arrivals_and_marks_read(server, demo
     for text in (older, newer):
         demo_api.publish_ok({"recipient": "demo-user", "event": "demo.message", "data": {"text": text}})
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-                "--disable-quic",
-            ],
-        )
+        browser = launch_chromium(playwright)
         try:
             page = browser.new_page()
             page.goto(server.url + "/")

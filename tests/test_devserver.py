@@ -10,9 +10,13 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
+import psycopg
 import pytest
 
 from tests.support import ROOT, Api, free_port, sse_stream, unique, wait_until
@@ -27,8 +31,8 @@ def devserver_env(tmp_path: Path, **extra: str) -> dict[str, str]:
         WEB_CONCURRENCY="1",
         METRICS_BIND="127.0.0.1",
         PYTHONUNBUFFERED="1",
-        **extra,
     )
+    env.update(extra)
     return env
 
 
@@ -58,9 +62,23 @@ class Output:
         return self.text
 
 
-def test_make_run_honours_port_and_stops_quickly_on_ctrl_c_with_a_stream_open(tmp_path):
+@pytest.fixture
+def empty_database() -> Iterator[str]:
+    """A database of this test's own, as on a first ``make run``: the devserver migrates every tenant schema,
+    and the suite's database holds hundreds of them by the time this test runs."""
+    name = f"beacon_devserver_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(os.environ["DATABASE_URL"], autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield urlunsplit(urlsplit(os.environ["BEACON_TEST_DATABASE_URL"])._replace(path=f"/{name}"))
+    finally:
+        with psycopg.connect(os.environ["DATABASE_URL"], autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_make_run_honours_port_and_stops_quickly_on_ctrl_c_with_a_stream_open(tmp_path, empty_database):
     port, metrics_port = free_port(), free_port()
-    env = devserver_env(tmp_path, PORT=str(port), METRICS_PORT=str(metrics_port))
+    env = devserver_env(tmp_path, PORT=str(port), METRICS_PORT=str(metrics_port), DATABASE_URL=empty_database)
     process = subprocess.Popen(
         [sys.executable, "-m", "service.devserver"],
         cwd=ROOT,

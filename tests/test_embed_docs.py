@@ -14,22 +14,13 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support import ROOT, Api, free_port, wait_until
+from tests.support import ROOT, Api, free_port, launch_chromium, wait_until
 
 pytestmark = pytest.mark.skipif(
     not shutil.which("chromium") or not shutil.which("node"), reason="needs Debian's chromium and Node.js"
 )
 
 DOC = ROOT / "docs" / "embed.md"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 WAIT_MS = 20_000
 
 
@@ -90,7 +81,7 @@ def chromium() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=shutil.which("chromium"), args=CHROMIUM_ARGS)
+        browser = launch_chromium(playwright)
         yield browser
         browser.close()
 

@@ -398,7 +398,7 @@ def test_recipient_listing_includes_the_topics_asked_for(server, make_tenant):
 
 
 # Row 11: control characters in every query parameter of every route.
-@pytest.mark.parametrize("value", ["a\x00b", "\x01", "a\x1fb", "\x7f", "a\u0085b", "x\r\ny"])
+@pytest.mark.parametrize("value", ["a\x00b", "a\x1fb\x7f", "a\u0085b"])  # C0, DEL, C1
 def test_control_characters_in_any_query_parameter_are_422(acme: Api, server, value: str):
     token = acme.token(unique())
     bearer = {"Authorization": f"Bearer {token}"}

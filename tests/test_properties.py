@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import unicodedata
 from typing import Any
 
 import pytest
@@ -224,3 +225,17 @@ def test_host_forms_normalise_to_one_name(name: str, port: int | None, dot: bool
 )
 def test_malformed_hosts_are_refused(raw: str):
     assert hosts.normalize(raw) is None
+
+
+@FAST
+@given(name=st.text(min_size=1, max_size=8), value=TEXT)
+def test_query_parameters_with_control_characters_are_refused(name: str, value: str):
+    from urllib.parse import urlencode
+
+    from service.http import query_problem
+
+    problem = query_problem(urlencode({name: value}).encode())
+    has_control = any(unicodedata.category(c) == "Cc" for c in name + value)
+    assert (problem is not None) == has_control
+    if problem is not None:
+        assert problem.status == 422 and problem.code == "invalid_field"

@@ -11,7 +11,6 @@ import os
 import signal
 import threading
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -22,38 +21,9 @@ import redis
 from service.broker.base import Announcement, Row
 from service.broker.payload import encode
 from tests.redis_support import PrivateRedis, channel, kill_beacon_clients, shared_redis_url
-from tests.support import Api, sse_stream, take, unique, wait_until
+from tests.support import Api, commit_unannounced, sse_stream, take, unique, wait_until
 
 CREATED = "2026-11-30T12:00:00.000000Z"
-
-
-def _commit_silently(tenant: Any, recipient: str, count: int, *, rollback: bool = False) -> list[int]:
-    """Commit ``count`` rows through ``beacon_publish`` with no announcement at all (or roll them back)."""
-    with psycopg.connect(os.environ["BEACON_TEST_DATABASE_URL"]) as conn:
-        (ids,) = conn.execute(
-            f'SELECT "{tenant.schema_name}".beacon_publish(%s, %s, %s, %s, %s, %s::text[], %s::text[], '
-            "%s::boolean[], %s::text[], %s::text[], %s::integer[], NULL, %s, %s)",
-            [
-                tenant.id,
-                1_000_000,
-                int(time.time()),
-                datetime.now(UTC),
-                CREATED,
-                [recipient] * count,
-                [None] * count,
-                [False] * count,
-                [None] * count,
-                [str(i) for i in range(count)],
-                [3600] * count,
-                tenant.schema_name,
-                time.time(),
-            ],
-        ).fetchone()
-        if rollback:
-            conn.rollback()
-        else:
-            conn.commit()
-    return list(ids)
 
 
 def _announce(url: str, name: str, tenant: Any, recipient: str, ids: list[int]) -> None:
@@ -132,8 +102,8 @@ def test_a_hole_before_an_announcement_is_filled_in_order(redis_pods, make_tenan
     with sse_stream(pod_a.url, api.token(user)) as events:
         first = api.publish_ok({"recipient": user})[0]["id"]
         assert take(events, 1)[0].id == first
-        silent = _commit_silently(tenant, user, 3)  # committed, never announced
-        _commit_silently(tenant, user, 2, rollback=True)  # a hole that stays empty forever
+        silent = commit_unannounced(tenant, user, 3)  # committed, never announced
+        commit_unannounced(tenant, user, 2, rollback=True)  # a hole that stays empty forever
         later = api.publish_ok({"recipient": user})[0]["id"]
         assert [int(e.id) for e in take(events, 4)] == [*silent, int(later)]
 
@@ -146,7 +116,7 @@ def test_announcements_out_of_order_or_twice_are_delivered_once_in_id_order(redi
     with sse_stream(pod_a.url, api.token(user)) as events:
         first = int(api.publish_ok({"recipient": user})[0]["id"])
         assert int(take(events, 1)[0].id) == first
-        a, b, c = _commit_silently(tenant, user, 3)
+        a, b, c = commit_unannounced(tenant, user, 3)
         _announce(url, name, tenant, user, [c])  # the later transaction's announcement arrives first
         _announce(url, name, tenant, user, [a])
         _announce(url, name, tenant, user, [b])
@@ -163,7 +133,7 @@ def test_a_lost_trailing_announcement_is_found_by_the_periodic_check(redis_pods,
     with sse_stream(pod_a.url, api.token(user), timeout=10) as events:
         first = api.publish_ok({"recipient": user})[0]["id"]
         assert take(events, 1)[0].id == first
-        silent = _commit_silently(tenant, user, 2)  # nothing is published after these
+        silent = commit_unannounced(tenant, user, 2)  # nothing is published after these
         assert [int(e.id) for e in take(events, 2)] == silent  # BROKER_CHECK_SECONDS=0.2: well within 10 s
 
 
