@@ -529,3 +529,21 @@ def test_any_json_body_is_201_or_a_documented_4xx_on_a_real_server(fuzz_api: Api
             assert response.json()["error"]["code"] in documented[response.status_code], response.text
 
     post()
+
+
+@pytest.mark.parametrize("tid", ["\\u0000", "demo\\u0000", "\\ud800", "Acme", "a b", ""])
+def test_a_tid_that_names_no_tenant_is_invalid_token_before_any_lookup(acme: Api, server, tid: str):
+    """Found by a fuzzer: NUL or a lone surrogate in ``tid`` reached the tenant query (500, stream 503)."""
+    token = _signed('{"sub":"u1","tid":"' + tid + '","exp":' + str(int(time.time()) + 600) + "}", "x" * 32)
+    error_of(
+        httpx.get(server.url + "/v1/stream", headers={"Authorization": f"Bearer {token}"}),
+        401,
+        "invalid_token",
+    )
+    for method, path in [
+        ("GET", "/v1/inbox"),
+        ("GET", "/v1/inbox/unread-count"),
+        ("POST", "/v1/inbox/read-all"),
+    ]:
+        response = acme.client.request(method, path, headers={"Authorization": f"Bearer {token}"})
+        error_of(response, 401, "invalid_token")

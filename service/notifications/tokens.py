@@ -71,9 +71,13 @@ class Decoded:
 
     @property
     def tenant_slug(self) -> str:
+        from tenants.models import SLUG_RE
+
         slug = self.claims.get("tid")
         if not isinstance(slug, str):
             raise invalid_token("token has no tid claim")
+        if not SLUG_RE.match(slug):  # names no tenant; and NUL or a lone surrogate must never reach a query
+            raise invalid_token("token names no tenant")
         return slug
 
 
