@@ -134,6 +134,9 @@ STREAM_BATCH_SECONDS = env_float("STREAM_BATCH_SECONDS", 0.02, minimum=0.0)
 # Publishes without Idempotency-Key run on the worker's event loop on a pool of their own (no thread hop).
 PUBLISH_DB_POOL_SIZE = env_int("PUBLISH_DB_POOL_SIZE", 4, minimum=1, maximum=100)
 STREAM_DB_POOL_SIZE = env_int("STREAM_DB_POOL_SIZE", 4, minimum=1, maximum=100)
+# Seconds a request waits for a connection of either pool before it is 503 unavailable (load shedding, and a
+# quick answer while PostgreSQL is down: a pool that lost its connections only reconnects with backoff).
+DB_POOL_WAIT_SECONDS = env_float("DB_POOL_WAIT_SECONDS", 5.0, minimum=0.1)
 STREAM_SEND_TIMEOUT_SECONDS = env_float("STREAM_SEND_TIMEOUT_SECONDS", 10.0, minimum=0.01)
 API_KEY_CACHE_SECONDS = env_float("API_KEY_CACHE_SECONDS", 2.0, minimum=0.0)
 TENANT_CACHE_SECONDS = env_float("TENANT_CACHE_SECONDS", 5.0, minimum=0.0)

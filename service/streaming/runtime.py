@@ -87,6 +87,7 @@ class Runtime:
             settings.DATABASE_URL,
             min_size=1,
             max_size=settings.STREAM_DB_POOL_SIZE,
+            timeout=settings.DB_POOL_WAIT_SECONDS,  # then PoolTimeout, an OperationalError: 503
             open=False,
             kwargs={"autocommit": True, "application_name": "beacon-stream"},
             name="beacon-stream",
@@ -98,6 +99,7 @@ class Runtime:
             settings.DATABASE_URL,
             min_size=1,
             max_size=settings.PUBLISH_DB_POOL_SIZE,
+            timeout=settings.DB_POOL_WAIT_SECONDS,
             max_idle=60,  # seconds: connections beyond min_size close after a burst
             open=False,
             kwargs={"autocommit": True, "application_name": "beacon-publish"},
