@@ -17,6 +17,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from service.numbers import ascii_int
+
 ROOT = Path(__file__).resolve().parent.parent
 
 DEV_DEFAULTS = {
@@ -43,6 +45,17 @@ def port_problem(host: str, port: int, variable: str) -> str | None:
     return None
 
 
+def env_port(env: dict[str, str], name: str, default: int) -> int | None:
+    """``env[name]`` as a port in ASCII digits (``service.numbers``), or ``None`` after printing why not."""
+    raw = (env.get(name) or "").strip(" \t")
+    if not raw:
+        return default
+    value = ascii_int(raw, maximum=65535)
+    if value is None:
+        print(f"{name} must be a port number from 0 to 65535 in ASCII digits, got {raw!r}", file=sys.stderr)
+    return value
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -57,10 +70,11 @@ def main() -> int:
     env = dict(os.environ)
     for name, value in DEV_DEFAULTS.items():
         env.setdefault(name, value)
-    port = int(env.get("PORT") or 8000)
-    env["PORT"] = str(port)
-    metrics_port = int(env.get("METRICS_PORT") or 9464)
-    env["METRICS_PORT"] = str(metrics_port)
+    port = env_port(env, "PORT", 8000)
+    metrics_port = env_port(env, "METRICS_PORT", 9464)
+    if port is None or metrics_port is None:
+        return 2
+    env["PORT"], env["METRICS_PORT"] = str(port), str(metrics_port)
     for problem in (
         port_problem("0.0.0.0", port, "PORT"),
         port_problem(env.get("METRICS_BIND") or "0.0.0.0", metrics_port, "METRICS_PORT"),

@@ -1,7 +1,9 @@
 """Typed readers for environment variables that refuse bad values at start-up.
 
 Every setting of Beacon comes through one of these helpers, so a typo in a deployment fails loudly when the
-process starts instead of surfacing as odd behaviour under load.
+process starts instead of surfacing as odd behaviour under load. Numbers follow ``service.numbers``: ASCII
+digits only (``PORT=١٢``, ``PORT=_8000``, ``PORT=+80``, ``HEARTBEAT_SECONDS=inf`` or ``=1e3`` are refused
+with a message naming the variable), as every number Beacon parses from text.
 """
 
 from __future__ import annotations
@@ -9,6 +11,10 @@ from __future__ import annotations
 import os
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from service.numbers import ascii_decimal, ascii_int
+
+_BLANKS = " \t"  # ASCII blanks around a value are forgiven (``PORT= 8000`` in an env file); nothing else
 
 
 class ConfigError(ValueError):
@@ -35,10 +41,9 @@ def env_int(name: str, default: int, *, minimum: int | None = None, maximum: int
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name}: expected an integer, got {raw!r}") from None
+    value = ascii_int(raw.strip(_BLANKS))
+    if value is None:
+        raise ConfigError(f"{name}: expected a whole number in ASCII digits (such as 8000), got {raw!r}")
     if minimum is not None and value < minimum:
         raise ConfigError(f"{name}: must be at least {minimum}, got {value}")
     if maximum is not None and value > maximum:
@@ -50,10 +55,9 @@ def env_float(name: str, default: float, *, minimum: float | None = None) -> flo
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name}: expected a number, got {raw!r}") from None
+    value = ascii_decimal(raw.strip(_BLANKS))
+    if value is None:
+        raise ConfigError(f"{name}: expected a number in ASCII digits (such as 2 or 0.5), got {raw!r}")
     if minimum is not None and value < minimum:
         raise ConfigError(f"{name}: must be at least {minimum}, got {value}")
     return value

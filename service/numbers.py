@@ -1,8 +1,9 @@
-"""Whole numbers read from headers, queries and paths: ASCII digits only.
+"""Numbers read from text outside the program (headers, queries, paths, the environment): ASCII digits only.
 
 Python's ``int()`` also takes ``"+5"``, ``" 5 "``, ``"1_000"`` and digits of other scripts (``"١٢"``), and
-``str.isdigit()`` is true for ``"²"`` which ``int()`` then refuses. Protocol numbers (RFC 9110's ``1*DIGIT``,
-the SSE ``id``) are ASCII digits, so that is all ``ascii_int`` takes.
+``str.isdigit()`` is true for ``"²"`` which ``int()`` then refuses; ``float()`` further takes ``"inf"``,
+``"nan"``, ``"1e3"`` and the same underscores and scripts. Protocol numbers (RFC 9110's ``1*DIGIT``, the SSE
+``id``) and settings are written in ASCII digits, so that is all these readers take.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import re
 
 _DIGITS = re.compile(r"[0-9]{1,19}")
+_DECIMAL = re.compile(r"(?:[0-9]{1,19}(?:\.[0-9]{0,19})?|\.[0-9]{1,19})")
 INT64_MAX = 2**63 - 1  # bigint, the type of notification ids
 
 
@@ -19,3 +21,11 @@ def ascii_int(raw: str, maximum: int = INT64_MAX) -> int | None:
         return None
     value = int(raw)
     return value if value <= maximum else None
+
+
+def ascii_decimal(raw: str) -> float | None:
+    """``raw`` as a non-negative float when it is ASCII digits with an optional ``.`` fraction (``"2"``,
+    ``"0.5"``, ``".5"``, ``"5."``), else ``None``: no sign, exponent, underscore, ``inf`` or ``nan``."""
+    if not _DECIMAL.fullmatch(raw):
+        return None
+    return float(raw)

@@ -12,6 +12,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.management.base import CommandError, CommandParser
 
+from service.numbers import ascii_int
 from tenants.models import Tenant
 from tenants.origins import check_origins
 
@@ -28,11 +29,9 @@ DEFAULT = "default"
 
 
 def positive_int(raw: str) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {raw!r}") from None
-    if value < 1:
+    """A positive whole number in ASCII digits (``service.numbers``: no ``+5``, ``1_0`` or ``١٢``)."""
+    value = ascii_int(raw)
+    if value is None or value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {raw!r}")
     return value
 
