@@ -45,10 +45,11 @@ def not_modified(if_none_match: str | None, etag: str) -> bool:
 
 
 async def serve(request: HttpRequest) -> HttpResponse:
-    """GET and HEAD; ``304`` when the client's copy is current; ``405`` for any other method."""
+    """GET and HEAD; ``304`` when the client's copy is current; ``405`` for any other method (the front app,
+    service/streaming/app.py, refuses them first; a preflight is answered by the CORS middleware)."""
     if request.method not in {"GET", "HEAD"}:
         return ApiError(
-            405, "method_not_allowed", "use GET or HEAD", headers={"Allow": "GET, HEAD, OPTIONS"}
+            405, "method_not_allowed", "use GET or HEAD", headers={"Allow": "GET, HEAD"}
         ).to_response()
     headers = {"ETag": SCRIPT.etag, "Cache-Control": CACHE_CONTROL, "X-Content-Type-Options": "nosniff"}
     if not_modified(request.headers.get("If-None-Match"), SCRIPT.etag):

@@ -8,13 +8,17 @@ import logging
 import re
 from typing import Any
 
+from django.conf import settings
+
+from service import hosts
+from service.errors import ApiError
 from service.observability import metrics
 from service.observability.context import request_context
 from service.streaming.endpoint import Receive, Scope, Send, stream
 from service.streaming.runtime import Runtime
 
 log = logging.getLogger(__name__)
-_ID_SEGMENT = re.compile(r"/\d+(?=/|$)")
+_ID_SEGMENT = re.compile(r"/[0-9]+(?=/|$)")
 _KNOWN_ROUTES = frozenset(
     {
         "/v1/stream",
@@ -37,6 +41,52 @@ _KNOWN_ROUTES = frozenset(
 )
 
 
+_GET = frozenset({"GET", "HEAD"})
+_PREFLIGHT = "OPTIONS"
+#: Methods of the routes that no ninja operation declares (ninja's own routes answer 405 themselves):
+#: anything else is ``405 method_not_allowed`` with ``Allow`` before the route runs. ``OPTIONS`` here means
+#: a CORS preflight (``Access-Control-Request-Method`` sent) on a route browsers call (service/cors.py); a
+#: plain ``OPTIONS`` is refused like any other method, and ``Allow`` names the methods of actual requests.
+ROUTE_METHODS: dict[str, frozenset[str]] = {
+    "/healthz": _GET,
+    "/readyz": _GET,
+    "/v1/docs": _GET,
+    "/v1/openapi.json": _GET,
+    "/v1/beacon.js": _GET | {_PREFLIGHT},
+    "/v1/stream": frozenset({"GET", _PREFLIGHT}),
+}
+DEMO_ROUTE_METHODS: dict[str, frozenset[str]] = {
+    "/": _GET,
+    "/demo/token": _GET,
+    "/demo/publish": frozenset({"POST"}),
+}
+_ALLOW_ORDER = ("GET", "HEAD", "POST")
+
+
+def allowed_methods(path: str, demo: bool) -> frozenset[str] | None:
+    """The methods ``path`` takes when the front app decides it, else ``None`` (the route decides)."""
+    found = ROUTE_METHODS.get(path)
+    if found is None and demo:
+        found = DEMO_ROUTE_METHODS.get(path)
+    if found is None and path.startswith("/static/"):  # WhiteNoise's files
+        found = _GET
+    return found
+
+
+def method_problem(path: str, method: str, headers: list[tuple[bytes, bytes]], demo: bool) -> ApiError | None:
+    """``405 method_not_allowed`` with ``Allow`` when ``path`` is in the table and does not take ``method``."""
+    allowed = allowed_methods(path, demo)
+    if allowed is None or (method in allowed and method != _PREFLIGHT):
+        return None
+    if method == _PREFLIGHT and _PREFLIGHT in allowed:
+        if any(name == b"access-control-request-method" for name, _ in headers):
+            return None
+    allow = ", ".join(m for m in _ALLOW_ORDER if m in allowed)
+    return ApiError(
+        405, "method_not_allowed", f"method not allowed; this route allows {allow}", headers={"Allow": allow}
+    )
+
+
 def route_label(path: str) -> str:
     """A bounded label for ``beacon_http_requests_total``: known routes, ``/admin`` or ``other``."""
     normalized = _ID_SEGMENT.sub("/{id}", path)
@@ -56,11 +106,25 @@ async def _json(send: Send, status: int, body: dict[str, Any]) -> None:
     await send({"type": "http.response.body", "body": json.dumps(body).encode()})
 
 
+async def _refuse(send: Send, error: ApiError) -> None:
+    """``error`` in the error shape, with its headers (``Allow``...)."""
+    body = error.to_bytes()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"cache-control", b"no-store"),
+    ]
+    headers += [(name.lower().encode(), value.encode("latin-1")) for name, value in error.headers.items()]
+    await send({"type": "http.response.start", "status": error.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
 class BeaconApp:
     def __init__(self, django_app: Any, api: Any | None = None) -> None:
         self.django = django_app
         self.api = api or django_app  # Django for /v1, with the API's own (short) middleware list
         self.runtime: Runtime | None = None
+        self.demo = bool(getattr(settings, "DEMO", False))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -79,9 +143,15 @@ class BeaconApp:
             await send(message)
 
         path = scope["path"]
+        method = scope["method"]
         with request_context(scope):  # request id and tenant for logs (access log included) and Sentry
             try:
-                if path == "/v1/stream" and scope["method"] == "GET":
+                refusal = hosts.request_problem(scope["headers"], scope.get("http_version", "1.1"))
+                if refusal is None:
+                    refusal = method_problem(path, method, scope["headers"], self.demo)
+                if refusal is not None:
+                    await _refuse(counting_send, refusal)
+                elif path == "/v1/stream" and method == "GET":
                     await stream(scope, receive, counting_send, await self._runtime())
                 elif path == "/healthz":
                     await _json(counting_send, 200, {"status": "ok"})
@@ -92,7 +162,7 @@ class BeaconApp:
                 else:
                     await self.django(scope, receive, counting_send)
             finally:
-                metrics.HTTP_REQUESTS.labels(route_label(path), scope.get("method", ""), str(status)).inc()
+                metrics.HTTP_REQUESTS.labels(route_label(path), method, str(status)).inc()
 
     async def _runtime(self) -> Runtime:
         if self.runtime is None:  # servers without lifespan support: start on first use
