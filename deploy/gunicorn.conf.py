@@ -25,6 +25,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from service.numbers import ascii_decimal, ascii_int
+
 if TYPE_CHECKING:
     from wsgiref.simple_server import WSGIServer
 
@@ -48,33 +50,41 @@ class _Worker(Protocol):
 
 
 def _env_int(name: str, default: int) -> int:
-    """An integer setting from the environment; refuses junk at start-up instead of guessing."""
-    raw = os.environ.get(name, "").strip()
+    """A whole-number setting from the environment in ASCII digits (``service.numbers``); refuses junk
+    (``١٢``, ``_8000``, ``+80``) at start-up instead of guessing."""
+    raw = os.environ.get(name, "").strip(" \t")
     if not raw:
         return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise SystemExit(f"gunicorn.conf.py: {name} must be an integer, got {raw!r}") from None
+    value = ascii_int(raw)
+    if value is None:
+        raise SystemExit(f"gunicorn.conf.py: {name} must be a whole number in ASCII digits, got {raw!r}")
+    return value
+
+
+def _env_port(name: str, default: int) -> int:
+    """A TCP port (0-65535) in ASCII digits: gunicorn itself would read ``PORT=١٢`` as port 12."""
+    value = _env_int(name, default)
+    if value > 65535:
+        raise SystemExit(f"gunicorn.conf.py: {name} must be a port from 0 to 65535, got {value}")
+    return value
 
 
 def _env_seconds(name: str, default: float) -> float:
     """A non-negative number of seconds from the environment (Beacon's settings accept fractions)."""
-    raw = os.environ.get(name, "").strip()
-    try:
-        value = float(raw) if raw else default
-    except ValueError:
-        raise SystemExit(f"gunicorn.conf.py: {name} must be a number, got {raw!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise SystemExit(f"gunicorn.conf.py: {name} must be a non-negative number, got {raw!r}")
+    raw = os.environ.get(name, "").strip(" \t")
+    value = ascii_decimal(raw) if raw else default
+    if value is None or not math.isfinite(value) or value < 0:
+        raise SystemExit(
+            f"gunicorn.conf.py: {name} must be a non-negative number in ASCII digits, got {raw!r}"
+        )
     return value
 
 
 def _default_bind() -> str:
     if bind_env := os.environ.get("BIND", "").strip():
         return bind_env
-    if port := os.environ.get("PORT", "").strip():
-        return f"0.0.0.0:{port}"
+    if os.environ.get("PORT", "").strip(" \t"):
+        return f"0.0.0.0:{_env_port('PORT', 8000)}"
     return "0.0.0.0:8000"
 
 
@@ -86,12 +96,12 @@ os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", DEFAULT_MULTIPROC_DIR)
 _OWN_MULTIPROC_DIR = os.environ["PROMETHEUS_MULTIPROC_DIR"] == DEFAULT_MULTIPROC_DIR
 
 DRAIN_SECONDS = _env_seconds("DRAIN_SECONDS", 20)
-METRICS_PORT = _env_int("METRICS_PORT", 9464)
+METRICS_PORT = _env_port("METRICS_PORT", 9464)
 METRICS_BIND = os.environ.get("METRICS_BIND", "").strip() or "0.0.0.0"
 
 # --- gunicorn settings (names are gunicorn's) ---------------------------------------------------------
 wsgi_app = "service.asgi:application"  # an ASGI app: the uvicorn worker serves it
-worker_class = "uvicorn_worker.UvicornWorker"
+worker_class = "service.serving.BeaconWorker"  # uvicorn_worker.UvicornWorker, errors in the JSON shape
 workers = _env_int("WEB_CONCURRENCY", 2)
 bind = [_default_bind()]
 # uvicorn applies X-Forwarded-Proto / X-Forwarded-For (scheme and client address of the request, used by

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import socket
-from typing import Any
 
 import httpx
 import pytest
@@ -149,9 +148,7 @@ def test_http11_without_host_or_with_two_is_400_invalid_host(server, path: str):
     _invalid_host(*_raw(server.url, f"GET {path} HTTP/1.0\r\nHost:\r\n\r\n".encode()))
 
 
-@pytest.mark.parametrize(
-    "path", ["/healthz", "/readyz", "/v1/docs", "/v1/openapi.json", "/v1/beacon.js"]
-)
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/v1/docs", "/v1/openapi.json", "/v1/beacon.js"])
 def test_http10_without_host_is_served(server, path: str):
     status, _, body = _raw(server.url, f"GET {path} HTTP/1.0\r\n\r\n".encode())
     assert status == 200, body

@@ -78,9 +78,9 @@ def method_problem(path: str, method: str, headers: list[tuple[bytes, bytes]], d
     allowed = allowed_methods(path, demo)
     if allowed is None or (method in allowed and method != _PREFLIGHT):
         return None
-    if method == _PREFLIGHT and _PREFLIGHT in allowed:
-        if any(name == b"access-control-request-method" for name, _ in headers):
-            return None
+    preflight = method == _PREFLIGHT and any(name == b"access-control-request-method" for name, _ in headers)
+    if preflight and _PREFLIGHT in allowed:
+        return None
     allow = ", ".join(m for m in _ALLOW_ORDER if m in allowed)
     return ApiError(
         405, "method_not_allowed", f"method not allowed; this route allows {allow}", headers={"Allow": allow}

@@ -701,8 +701,14 @@ def test_gunicorn_config_through_gunicorn(monkeypatch: pytest.MonkeyPatch, tmp_p
         monkeypatch,
         {"DRAIN_SECONDS": "45", "WEB_CONCURRENCY": "3", "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)},
     )
-    assert cfg.worker_class_str == "uvicorn_worker.UvicornWorker"
-    assert cfg.worker_class.__name__ == "UvicornWorker"  # importable
+    assert cfg.worker_class_str == "service.serving.BeaconWorker"
+    from uvicorn_worker import UvicornWorker
+
+    from service.serving import HttpProtocol
+
+    assert issubclass(cfg.worker_class, UvicornWorker)  # importable, and gunicorn's uvicorn worker
+    assert {"loop": "auto", "http": HttpProtocol} == cfg.worker_class.CONFIG_KWARGS
+    assert HttpProtocol.__name__ == "HttpToolsProtocol"  # production's parser, not the h11 fallback
     assert cfg.workers == 3
     assert cfg.graceful_timeout == 55
     assert cfg.graceful_timeout > 45

@@ -1,0 +1,168 @@
+"""The HTTP server layer: uvicorn's protocols, answering what they refuse on their own in Beacon's error shape.
+
+uvicorn refuses a request it cannot parse before the ASGI app sees it (a ``Content-Length`` of ``-1``,
+``0x1c``, ``+28`` or 23 digits, two ``Content-Length`` lines, ``Content-Length`` with chunked, a bad chunk
+size, control bytes in a header value, a bad request line, headers past the parser's limit...) with a plain-text
+``400 Invalid HTTP request received.``; and when the app fails before it starts a response, uvicorn answers a
+plain-text ``500 Internal Server Error``. Here both are the JSON error shape (docs/errors.md): ``400
+bad_request`` and ``500 internal_error``, each with ``Connection: close`` as uvicorn's own.
+
+Two refusals h11 makes and httptools does not are added to the httptools protocol, so both parsers take the
+same requests: a request line and headers of more than ``MAX_HEAD_BYTES`` (httptools buffered any size; an
+8 MB header was served), and HTTP versions other than 1.0 and 1.1 (httptools served ``GET /x`` as HTTP/0.9).
+
+The protocols are uvicorn's (httptools when installed, which production has; h11 otherwise), each with those
+two answers replaced; ``BeaconWorker`` is gunicorn's ``uvicorn_worker.UvicornWorker`` serving them
+(``deploy/gunicorn.conf.py``'s ``worker_class``; ``make run`` uses the same config). The event loop stays
+``auto`` (uvloop when installed).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import json
+from typing import Any
+
+import h11
+from uvicorn.protocols.http import h11_impl
+from uvicorn_worker import UvicornWorker
+
+BAD_REQUEST = json.dumps(
+    {
+        "error": {
+            "code": "bad_request",
+            "message": "the request is not valid HTTP/1.1 (request line, headers or body framing); "
+            "it was not processed",
+        }
+    }
+).encode()
+INTERNAL_ERROR = json.dumps({"error": {"code": "internal_error", "message": "internal error"}}).encode()
+_JSON = b"application/json"
+#: Request line plus headers, in bytes (h11's own limit is set to the same; nginx's default is 4 x 8 KiB).
+MAX_HEAD_BYTES = 64 * 1024
+_VERSIONS = frozenset({"1.0", "1.1"})
+
+
+async def _send_json_500(cycle: Any) -> None:
+    """``RequestResponseCycle.send_500_response`` of both implementations, in the error shape."""
+    await cycle.send(
+        {
+            "type": "http.response.start",
+            "status": 500,
+            "headers": [
+                (b"content-type", _JSON),
+                (b"content-length", str(len(INTERNAL_ERROR)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await cycle.send({"type": "http.response.body", "body": INTERNAL_ERROR, "more_body": False})
+
+
+def _answer_500_in_shape(cycle: Any) -> None:
+    """The cycle's task has not run yet when this is called: its plain-text 500 becomes the JSON one."""
+    cycle.send_500_response = functools.partial(_send_json_500, cycle)
+
+
+class H11Protocol(h11_impl.H11Protocol):
+    """uvicorn's h11 protocol with JSON ``400 bad_request`` and ``500 internal_error``."""
+
+    def send_400_response(self, msg: str) -> None:
+        headers = [
+            (b"content-type", _JSON),
+            (b"content-length", str(len(BAD_REQUEST)).encode()),
+            (b"connection", b"close"),
+        ]
+        output = self.conn.send(h11.Response(status_code=400, headers=headers, reason=b"Bad Request"))
+        output += self.conn.send(h11.Data(data=BAD_REQUEST)) or b""
+        output += self.conn.send(h11.EndOfMessage()) or b""
+        self.transport.write(output)
+        self.transport.close()
+
+    def handle_events(self) -> None:
+        # h11 stops after each request until its response is complete (PAUSED), so a call starts at most one
+        # cycle, whose task is only scheduled: replacing its 500 answer here comes before the app runs.
+        before = self.cycle
+        super().handle_events()
+        if self.cycle is not None and self.cycle is not before:
+            _answer_500_in_shape(self.cycle)
+
+
+def _bad_request_bytes(default_headers: list[tuple[bytes, bytes]]) -> bytes:
+    content = [b"HTTP/1.1 400 Bad Request\r\n"]
+    for name, value in default_headers:  # Server and Date, as uvicorn's own answer
+        content += [name, b": ", value, b"\r\n"]
+    content += [
+        b"content-type: application/json\r\n",
+        b"content-length: " + str(len(BAD_REQUEST)).encode() + b"\r\n",
+        b"connection: close\r\n\r\n",
+        BAD_REQUEST,
+    ]
+    return b"".join(content)
+
+
+HttpProtocol: type[Any] = H11Protocol
+if importlib.util.find_spec("httptools") is not None:
+    from uvicorn.protocols.http import httptools_impl
+
+    class HttpToolsProtocol(httptools_impl.HttpToolsProtocol):
+        """uvicorn's httptools protocol (production's) with JSON ``400 bad_request`` and ``500
+        internal_error``, a head size limit and HTTP/1.0 and 1.1 only."""
+
+        _in_head = True
+        _head_bytes = 0  # bytes received since the current request began, while its head is incomplete
+        _exact = 0  # bytes of the current request's target and header lines, as parsed
+
+        def data_received(self, data: bytes) -> None:
+            if self._in_head:
+                self._head_bytes += len(data)
+            super().data_received(data)  # a head completed in ``data`` resets the count (body bytes then)
+            if self._in_head and self._head_bytes > MAX_HEAD_BYTES and not self.transport.is_closing():
+                self.logger.warning("Request head larger than %d bytes.", MAX_HEAD_BYTES)
+                self.send_400_response("request head too large")
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._in_head, self._head_bytes, self._exact = True, 0, 0
+
+        def on_url(self, url: bytes) -> None:
+            super().on_url(url)
+            self._count(len(url))
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            super().on_header(name, value)
+            self._count(len(name) + len(value) + 4)
+
+        def _count(self, size: int) -> None:
+            # A whole head in one read is checked here (raising makes the parser fail: uvicorn answers 400).
+            self._exact += size
+            if self._exact > MAX_HEAD_BYTES:
+                raise ValueError("request head too large")
+
+        def on_headers_complete(self) -> None:
+            self._in_head, self._head_bytes, self._exact = False, 0, 0
+            if self.parser.get_http_version() not in _VERSIONS:
+                raise ValueError("only HTTP/1.0 and HTTP/1.1 are served")
+            super().on_headers_complete()
+
+        def send_400_response(self, msg: str) -> None:
+            self.transport.write(_bad_request_bytes(self.server_state.default_headers))
+            self.transport.close()
+
+        def _start_asgi_task(self, cycle: Any, app: Any) -> None:
+            # Every cycle, pipelined ones included, starts here (uvicorn 0.30+).
+            _answer_500_in_shape(cycle)
+            super()._start_asgi_task(cycle, app)
+
+    HttpProtocol = HttpToolsProtocol
+
+
+class BeaconWorker(UvicornWorker):
+    """gunicorn's uvicorn worker serving ``HttpProtocol`` (httptools when installed, else h11)."""
+
+    CONFIG_KWARGS: dict[str, Any] = {
+        "loop": "auto",
+        "http": HttpProtocol,
+        "h11_max_incomplete_event_size": MAX_HEAD_BYTES,
+    }

@@ -1,0 +1,209 @@
+"""Requests uvicorn refuses before the app runs, and app failures before a response: the JSON error shape.
+
+Against the real gunicorn (``deploy/gunicorn.conf.py``'s ``service.serving.BeaconWorker``, httptools) over
+raw sockets: each malformed request is ``400 bad_request`` with ``content-type: application/json`` and the
+connection closed, and a valid request on a fresh connection is still served. The h11 fallback and the
+``500`` an app failing before its response gets are checked on uvicorn servers in this process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import uvicorn
+
+from service.serving import MAX_HEAD_BYTES, BeaconWorker, H11Protocol, HttpProtocol
+from tests.support import free_port, wait_until
+
+GOOD = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+
+
+def _post(*headers: bytes, body: bytes = b"") -> bytes:
+    head = b"POST /v1/notifications HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+    return head + b"".join(h + b"\r\n" for h in headers) + b"\r\n" + body
+
+
+MALFORMED: dict[str, bytes] = {
+    "content-length -1": _post(b"Content-Length: -1", body=b"{}"),
+    "content-length hex": _post(b"Content-Length: 0x1c", body=b"{}"),
+    "content-length plus sign": _post(b"Content-Length: +28", body=b"{}"),
+    "content-length underscore": _post(b"Content-Length: 2_8", body=b"{}"),
+    "content-length arabic-indic digits": _post(b"Content-Length: " + "١٢".encode(), body=b"{}"),
+    "content-length superscript": _post(b"Content-Length: \xc2\xb2", body=b"{}"),
+    "content-length 23 digits": _post(b"Content-Length: " + b"9" * 23, body=b"{}"),
+    "content-length twice": _post(b"Content-Length: 2", b"Content-Length: 3", body=b"{}"),
+    "content-length twice, same value": _post(b"Content-Length: 2", b"Content-Length: 2", body=b"{}"),
+    "content-length list": _post(b"Content-Length: 2, 2", body=b"{}"),
+    "content-length and chunked": _post(
+        b"Content-Length: 2", b"Transfer-Encoding: chunked", body=b"2\r\n{}\r\n0\r\n\r\n"
+    ),
+    "bad chunk size": _post(b"Transfer-Encoding: chunked", body=b"zz\r\n{}\r\n0\r\n\r\n"),
+    "negative chunk size": _post(b"Transfer-Encoding: chunked", body=b"-2\r\n{}\r\n0\r\n\r\n"),
+    "chunk size overflow": _post(b"Transfer-Encoding: chunked", body=b"f" * 40 + b"\r\n{}\r\n"),
+    "unknown transfer coding": _post(b"Transfer-Encoding: gzip, chunked, x", body=b"0\r\n\r\n"),
+    "NUL in a header value": _post(b"X-A: a\x00b", b"Content-Length: 2", body=b"{}"),
+    "control byte in a header value": _post(b"X-A: a\x01b", b"Content-Length: 2", body=b"{}"),
+    "DEL in a header value": _post(b"X-A: a\x7fb", b"Content-Length: 2", body=b"{}"),
+    "bare CR in a header": _post(b"X-A: a\rb", b"Content-Length: 2", body=b"{}"),
+    "space before the colon": _post(b"Content-Length : 2", body=b"{}"),
+    "header without a colon": _post(b"X-A", b"Content-Length: 2", body=b"{}"),
+    "obsolete line folding": _post(b"X-A: a", b" folded", b"Content-Length: 2", body=b"{}"),
+    "request line without version (HTTP/0.9)": b"GET /healthz\r\nHost: 127.0.0.1\r\n\r\n",
+    "HTTP/2.0 in an HTTP/1 request line": b"GET /healthz HTTP/2.0\r\nHost: 127.0.0.1\r\n\r\n",
+    "HTTP/1.2": b"GET /healthz HTTP/1.2\r\nHost: 127.0.0.1\r\n\r\n",
+    "request line with a bad version": b"GET /healthz HTTP/9.x\r\nHost: 127.0.0.1\r\n\r\n",
+    "request line with spaces in the target": b"GET /a b c HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    "request line garbage": b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n",  # TLS to a plain port
+    "method with a control byte": b"G\x01T /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+}
+
+
+def _exchange(url: str, request: bytes) -> tuple[int, dict[str, str], bytes, bool]:
+    """Send ``request``, read the answer to the end; ``closed``: the server closed the connection."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            sock.sendall(request)
+        data, closed = b"", False
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                part = sock.recv(65536)
+            except ConnectionResetError:
+                closed = True
+                break
+            except TimeoutError:
+                break  # still open after a complete answer
+            if not part:
+                closed = True
+                break
+            data += part
+            head, sep, body = data.partition(b"\r\n\r\n")
+            if sep and b"content-length" in head.lower():
+                length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                if len(body) >= length:
+                    sock.settimeout(2)  # the answer is complete: the server must now close
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    return int(lines[0].split(" ")[1]), headers, body, closed
+
+
+def _assert_error(answer: tuple[int, dict[str, str], bytes, bool], status: int, code: str) -> None:
+    got_status, headers, body, closed = answer
+    assert got_status == status, answer
+    assert headers["content-type"] == "application/json", headers
+    assert headers["connection"] == "close", headers
+    error = json.loads(body)
+    assert set(error) == {"error"} and error["error"]["code"] == code and error["error"]["message"], error
+    assert closed, "the connection must be closed after the refusal"
+
+
+@pytest.mark.parametrize("request_bytes", list(MALFORMED.values()), ids=list(MALFORMED))
+def test_malformed_http_is_400_bad_request_in_the_error_shape(server, request_bytes: bytes):
+    _assert_error(_exchange(server.url, request_bytes), 400, "bad_request")
+    status, _, body, _ = _exchange(server.url, GOOD + b"")
+    assert status == 200, body  # a fresh connection is served as usual
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"X-Big: " + b"a" * (1024 * 1024) + b"\r\n",  # one long header, arriving over many reads
+        b"X-Big: " + b"a" * (70 * 1024) + b"\r\n",  # just past the limit, possibly in one read
+        b"X-A: b\r\n" * 20_000,  # many short ones
+        b"Cookie: " + b"c=" + b"d" * 80_000 + b"\r\n",
+    ],
+    ids=["1 MiB header", "70 KiB header", "20000 headers", "80 KB cookie"],
+)
+def test_over_long_heads_are_400_bad_request_in_the_error_shape(server, head: bytes):
+    request = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n" + head + b"\r\n"
+    _assert_error(_exchange(server.url, request), 400, "bad_request")
+    assert _exchange(server.url, GOOD)[0] == 200
+
+
+def test_a_long_url_is_400_and_heads_within_the_limit_are_served(server):
+    long_url = b"GET /healthz?" + b"q" * (MAX_HEAD_BYTES + 1) + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    _assert_error(_exchange(server.url, long_url), 400, "bad_request")
+    near = b"X-Big: " + b"a" * (MAX_HEAD_BYTES - 200) + b"\r\n"
+    request = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n" + near + b"\r\n"
+    assert _exchange(server.url, request)[0] == 200
+    body = b'{"recipient":"u1"}' * 20_000  # a body past the head limit is no head: 401 without a key
+    post = _post(b"Content-Length: %d" % len(body), b"Connection: close", body=body)
+    assert _exchange(server.url, post)[0] == 401
+
+
+def test_a_valid_request_after_a_malformed_one_on_the_same_connection_is_not_read(server):
+    answer = _exchange(server.url, MALFORMED["content-length -1"] + GOOD)
+    _assert_error(answer, 400, "bad_request")
+    assert answer[2].count(b'"error"') == 1  # one answer, then the connection ends
+
+
+def test_the_gunicorn_worker_serves_the_json_protocol():
+    assert BeaconWorker.CONFIG_KWARGS["loop"] == "auto" and BeaconWorker.CONFIG_KWARGS["http"] is HttpProtocol
+    assert BeaconWorker.CONFIG_KWARGS["h11_max_incomplete_event_size"] == MAX_HEAD_BYTES
+    assert HttpProtocol.__name__ == "HttpToolsProtocol"
+
+
+# --- In-process uvicorn: the h11 fallback, and an app that fails before its response -------------------
+async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] != "http":
+        return
+    if scope["path"] == "/raise":
+        raise RuntimeError("boom before the response")
+    if scope["path"] == "/silent":
+        return  # returns without starting a response
+    body = b'{"ok":true}'
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+@pytest.fixture(params=[HttpProtocol, H11Protocol], ids=["httptools", "h11"])
+def toy_server(request: pytest.FixtureRequest) -> Iterator[str]:
+    port = free_port()
+    config = uvicorn.Config(
+        _app, host="127.0.0.1", port=port, http=request.param, lifespan="off", log_level="critical"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
+    thread.start()
+    wait_until(lambda: server.started, timeout=10, message="uvicorn to start")
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+@pytest.mark.parametrize("path", ["/raise", "/silent"])
+def test_an_app_failing_before_its_response_is_500_internal_error_in_the_shape(toy_server: str, path: str):
+    request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
+    _assert_error(_exchange(toy_server, request), 500, "internal_error")
+    assert _exchange(toy_server, GOOD)[0] == 200
+
+
+@pytest.mark.parametrize(
+    "name", ["content-length -1", "content-length twice", "bad chunk size", "NUL in a header value"]
+)
+def test_both_protocols_refuse_malformed_http_in_the_shape(toy_server: str, name: str):
+    _assert_error(_exchange(toy_server, MALFORMED[name]), 400, "bad_request")
+    assert _exchange(toy_server, GOOD)[0] == 200
+
+
+def test_pipelined_requests_keep_the_json_500(toy_server: str):
+    two = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /raise HTTP/1.1\r\nHost: x\r\n\r\n"
+    answer = _exchange(toy_server, two)
+    assert answer[0] == 200
+    assert answer[2].endswith(b'"internal_error", "message": "internal error"}}'), answer
