@@ -6,7 +6,9 @@ size (413), JSON syntax (400), schema (422), tenant limits (413/429).
 
 from __future__ import annotations
 
+import json
 import logging
+from decimal import Decimal
 from typing import Any
 
 import sentry_sdk
@@ -14,6 +16,8 @@ from django.http import HttpRequest, HttpResponse
 from ninja import NinjaAPI, Swagger
 from ninja.errors import HttpError, ValidationError
 from ninja.parser import Parser
+from ninja.renderers import JSONRenderer
+from ninja.responses import NinjaJSONEncoder
 
 from service import jsonbody
 from service.db import is_outage
@@ -39,12 +43,31 @@ class StrictJsonParser(Parser):
             raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
 
 
+class _NoDecimalEncoder(NinjaJSONEncoder):
+    def default(self, o: Any) -> Any:
+        if isinstance(o, Decimal):
+            raise TypeError("a Decimal is written by jsonbody.dumps")
+        return super().default(o)
+
+
+class NumericJSONRenderer(JSONRenderer):
+    """ninja's JSON renderer, except that a ``Decimal`` (a ``data`` number read from ``jsonb``,
+    ``jsonbody.stored``) is written as the JSON number PostgreSQL printed, not as a string (Django's encoder)."""
+
+    def render(self, request: HttpRequest, data: Any, *, response_status: int) -> Any:
+        try:
+            return json.dumps(data, cls=_NoDecimalEncoder)
+        except TypeError:
+            return jsonbody.dumps(data, default=_NoDecimalEncoder().default)
+
+
 api = NinjaAPI(
     title="Beacon",
     version="1.0.0",
     description="Multi-tenant notifications: publish with an API key, read with a subscriber token.",
     urls_namespace="v1",
     parser=StrictJsonParser(),
+    renderer=NumericJSONRenderer(),
     openapi_url="/openapi.json",
     docs_url="/docs",  # Swagger UI from django-ninja's own static files (ninja is an installed app)
     # validatorUrl: Swagger UI would otherwise fetch a badge from validator.swagger.io (nothing leaves).

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 MAX_DEPTH = 64  # nesting of arrays and objects in a body (RFC 8259 section 9 lets a parser set a limit)
@@ -23,11 +25,34 @@ def _no_constant(name: str) -> Any:
     raise InvalidJson(f"{name} is not JSON")
 
 
+def _number(text: str) -> float | Decimal:
+    """A JSON number with a fraction or exponent: a float, rounded to double as ``json.loads`` does.
+
+    PostgreSQL's ``numeric`` (inside ``jsonb``) prints positional notation and has no negative zero, while
+    ``json.dumps`` writes ``1e+300``, ``1.5e-07`` and ``-0.0``: a stream event built from the text Python
+    wrote would then differ from its replay out of the database. Those floats (the ones whose ``repr`` has an
+    exponent, and ``-0.0``) become the ``Decimal`` of their ``repr``, which ``dumps`` writes as numeric
+    prints it (``Decimal.__format__("f")`` keeps the scale as numeric's ``dscale`` does); other floats stay
+    floats (their ``repr`` is already what numeric prints). ``inf`` (``1e400``) stays a float for
+    ``storage_problem`` to refuse.
+    """
+    value = float(text)
+    if value == 0.0:
+        return _ZERO if math.copysign(1.0, value) < 0 else value
+    shown = repr(value)
+    if "e" in shown and math.isfinite(value):
+        return Decimal(shown)
+    return value
+
+
+_ZERO = Decimal("0.0")  # what numeric prints for -0.0 (and -0e5 ...): it has no negative zero
+
+
 def parse(body: bytes) -> Any:
     """The value of ``body`` (UTF-8 JSON text); ``InvalidJson`` for anything else or nesting past MAX_DEPTH."""
     try:
         # Decoded here: json.loads would also take UTF-16 and UTF-32, which RFC 8259 section 8.1 excludes.
-        value = json.loads(body.decode("utf-8"), parse_constant=_no_constant)
+        value = json.loads(body.decode("utf-8"), parse_constant=_no_constant, parse_float=_number)
     except InvalidJson:
         raise
     except RecursionError:
@@ -91,3 +116,62 @@ def storage_problem(value: Any) -> tuple[str, str] | None:
         elif isinstance(item, list):
             stack.extend((child, f"{path}[{i}]") for i, child in enumerate(item))
     return None
+
+
+def stored(text: str) -> Any:
+    """A ``jsonb`` value as PostgreSQL printed it, numbers with a fraction kept as ``Decimal`` (their exact
+    text): ``dumps`` and the API's renderer write them back unchanged (``0.00000015``, ``100.0``)."""
+    return json.loads(text, parse_float=Decimal)
+
+
+def dumps(value: Any, *, sort_keys: bool = False, default: Callable[[Any], Any] | None = None) -> str:
+    """Compact JSON text of a parsed body (``parse``), numbers written as PostgreSQL ``numeric`` prints them.
+
+    The C encoder runs first; only a value holding a ``Decimal`` (see ``_number``) takes the small Python
+    writer below, which writes each ``Decimal`` positionally (``format(d, "f")``).
+    """
+    try:
+        return json.dumps(
+            value, separators=(",", ":"), ensure_ascii=False, sort_keys=sort_keys, default=default
+        )
+    except TypeError:
+        return "".join(_write(value, sort_keys, default))
+
+
+def _write(value: Any, sort_keys: bool, default: Callable[[Any], Any] | None) -> list[str]:
+    out: list[str] = []
+    stack: list[Any] = [value]
+    while stack:  # iterative: no recursion limit to meet, whatever the nesting
+        item = stack.pop()
+        if isinstance(item, _Raw):
+            out.append(item.text)
+        elif isinstance(item, Decimal):
+            out.append(format(item, "f"))
+        elif isinstance(item, dict):
+            keys = sorted(item) if sort_keys else list(item)
+            parts: list[Any] = [_Raw("{")]
+            for i, key in enumerate(keys):
+                prefix = "," if i else ""
+                parts += [_Raw(prefix + json.dumps(key, ensure_ascii=False) + ":"), item[key]]
+            parts.append(_Raw("}"))
+            stack.extend(reversed(parts))
+        elif isinstance(item, list):
+            parts = [_Raw("[")]
+            for i, child in enumerate(item):
+                if i:
+                    parts.append(_Raw(","))
+                parts.append(child)
+            parts.append(_Raw("]"))
+            stack.extend(reversed(parts))
+        else:
+            out.append(json.dumps(item, ensure_ascii=False, default=default))
+    return out
+
+
+class _Raw:
+    """Text ``_write`` emits as is (punctuation)."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text

@@ -36,7 +36,21 @@ BAD_INTS = [
     "",
     "9" * 20,
 ]
-BAD_FLOATS = ["\u0661.\u0665", "_1", "1_0", "+1", "-1", "inf", "nan", "Infinity", "1e3", "0x1p3", ".", "1.5.2", "١٢"]
+BAD_FLOATS = [
+    "\u0661.\u0665",
+    "_1",
+    "1_0",
+    "+1",
+    "-1",
+    "inf",
+    "nan",
+    "Infinity",
+    "1e3",
+    "0x1p3",
+    ".",
+    "1.5.2",
+    "١٢",
+]
 
 
 @pytest.mark.parametrize("raw", [r for r in BAD_INTS if r])

@@ -10,6 +10,7 @@ from django.http import HttpRequest, HttpResponse
 from ninja import Query as QueryParam
 from ninja import Router
 
+from service import jsonbody
 from service.db import run_db
 from service.errors import ApiError, invalid_field
 from service.notifications import inbox, publish, tokens
@@ -79,7 +80,7 @@ async def _publish(request: HttpRequest, route: str, items: list[PublishIn]) -> 
     ]
     key = _idempotency_key(request)
     # "The same body" is equal JSON after parsing: hash the parsed request, not its bytes.
-    body_hash = publish.request_hash(route, json.loads(request.body)) if key is not None else None
+    body_hash = publish.request_hash(route, jsonbody.parse(request.body)) if key is not None else None
     pool = publish.direct_pool() if key is None else None
     if pool is not None:  # one statement on the worker's loop: no thread hop, no search_path round trip
         outcome = await publish.publish_direct(pool, tenant, encoded)

@@ -10,10 +10,12 @@ import time
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Q, QuerySet
+from django.db.models import Q, QuerySet, TextField
+from django.db.models.functions import Cast
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
+from service import jsonbody
 from service.broker import default_broker
 from service.broker.base import Announcement
 from service.errors import ApiError, not_found
@@ -32,11 +34,19 @@ def _visible(recipient: str, topics: tuple[str, ...]) -> Q:
     return target & Q(expires_at__gt=timezone.now())
 
 
+def _with_data_text(rows: QuerySet[Notification]) -> QuerySet[Notification]:
+    """Rows with ``data_text``, the ``jsonb`` as PostgreSQL prints it (as the stream's replay reads it):
+    ``serialize`` keeps its number texts instead of Django's float round trip (``1.5e-07`` for the stored
+    ``0.00000015``)."""
+    return rows.annotate(data_text=Cast("data", output_field=TextField())).defer("data")
+
+
 def serialize(n: Notification) -> dict[str, Any]:
+    text = getattr(n, "data_text", None)
     return {
         "id": str(n.id),
         "event": n.event,
-        "data": n.data,
+        "data": jsonbody.stored(text) if text is not None else None,
         "recipient": n.recipient,
         "topic": n.topic,
         "broadcast": n.broadcast,
@@ -57,6 +67,7 @@ def page(
 ) -> dict[str, Any]:
     with schema_context(tenant.schema):
         rows = _unread(recipient) if unread else Notification.objects.filter(_visible(recipient, topics))
+        rows = _with_data_text(rows)
         if before is not None:
             rows = rows.filter(id__lt=before)
         found = list(rows.order_by("-id")[: limit + 1])
@@ -90,7 +101,8 @@ def mark_read(
     """Mark one of the recipient's rows read; a broadcast or topic row the token can see is ``409
     no_read_state`` (it is shared, see docs/decisions.md), anything else ``404``."""
     with schema_context(tenant.schema), transaction.atomic():
-        row = Notification.objects.filter(id=notification_id).filter(_visible(recipient, topics)).first()
+        visible = Notification.objects.filter(id=notification_id).filter(_visible(recipient, topics))
+        row = _with_data_text(visible).first()
         if row is None:
             raise not_found("no such notification for this recipient")
         if row.recipient != recipient:

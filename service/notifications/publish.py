@@ -25,6 +25,7 @@ from django_tenants.utils import schema_context
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
+from service import jsonbody
 from service.broker import default_broker
 from service.broker.base import Announcement, Row
 from service.errors import ApiError
@@ -48,13 +49,16 @@ class Outcome:
 
 
 def request_hash(route: str, body: Any) -> str:
-    """Equal JSON after parsing hashes equally (key order and white space do not matter)."""
-    canonical = json.dumps([route, body], sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    """Equal JSON after parsing (``jsonbody.parse``) hashes equally: key order, white space and the spelling
+    of a number (``1e300``, ``1E+300``, ``-0.0`` and ``0.0``...) do not matter."""
+    canonical = jsonbody.dumps([route, body], sort_keys=True)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def encoded_data(item: PublishIn, tenant: TenantInfo, field: str) -> str:
-    data_json = json.dumps(item.data, separators=(",", ":"), ensure_ascii=False)
+    """The ``data`` text stored, announced and streamed live: numbers as PostgreSQL prints them on replay
+    (``jsonbody.dumps``), so a live event and its replay carry the same number texts."""
+    data_json = jsonbody.dumps(item.data)
     if len(data_json.encode()) > tenant.max_payload_bytes:
         raise ApiError(
             413,
