@@ -47,7 +47,7 @@ def _too_large(limit: int) -> ApiError:
     return ApiError(413, "payload_too_large", f"the body is larger than {limit} bytes")
 
 
-async def _cors_headers(scope: Any) -> list[tuple[bytes, bytes]]:
+async def cors_headers(scope: Any) -> list[tuple[bytes, bytes]]:
     """CORS headers for a refusal made before Django runs, by the same rule as every other answer
     (``service.cors``): a page on an allowed origin can read why its request was refused."""
     if not re.match(settings.CORS_URLS_REGEX, scope["path"]):
@@ -68,7 +68,7 @@ async def _refuse(send: Send, error: ApiError, scope: Any) -> None:
         (b"connection", b"close"),  # the rest of the body is not read: this connection cannot be reused
     ]
     headers += [(k.lower().encode(), v.encode()) for k, v in error.headers.items()]
-    headers += await _cors_headers(scope)
+    headers += await cors_headers(scope)
     await send({"type": "http.response.start", "status": error.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 

@@ -176,3 +176,15 @@ def test_an_invalid_host_is_refused_before_credentials_and_the_tenant_check_stay
         "/v1/notifications", json={"recipient": "u1"}, headers=globex.headers(Host="acme.localhost")
     )
     _shape(response, 403, "tenant_mismatch")
+
+
+@pytest.mark.parametrize(
+    ("method", "path"), [("POST", "/v1/beacon.js"), ("DELETE", "/v1/stream"), ("OPTIONS", "/v1/stream")]
+)
+def test_a_405_on_a_cors_route_is_readable_by_an_allowed_origin(acme: Api, method: str, path: str):
+    response = acme.client.request(method, path, headers={"Origin": "https://app.acme.test"})
+    _shape(response, 405, "method_not_allowed")
+    assert response.headers["access-control-allow-origin"] == "https://app.acme.test"
+    other = acme.client.request(method, path, headers={"Origin": "https://evil.test"})
+    _shape(other, 405, "method_not_allowed")
+    assert "access-control-allow-origin" not in other.headers

@@ -50,3 +50,23 @@ def test_events_arrive_unbuffered_through_nginx(server, acme: Api, tmp_path: Pat
                 assert line, "the stream ended"
                 seen += line
         client.close()
+
+
+@needs_nginx
+def test_http10_clients_without_host_are_served_through_nginx(server, tmp_path: Path) -> None:
+    """nginx speaks HTTP/1.1 upstream, where Beacon requires Host (RFC 9112 3.2): the config supplies one."""
+    import socket
+
+    port = free_port()
+    conf = write_nginx_conf(tmp_path, nginx_site(f"127.0.0.1:{server.port}", port), foreground=True)
+    command = [str(NGINX), "-p", str(tmp_path), "-c", str(conf), "-e", str(tmp_path / "error.log")]
+    with running(command, env=dict(os.environ), cwd=tmp_path, log=tmp_path / "nginx.out"):
+        wait_for(lambda: accepts(port), 15, "nginx to listen")
+        for path in ("/healthz", "/v1/docs", "/v1/stream"):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                sock.sendall(f"GET {path} HTTP/1.0\r\n\r\n".encode())
+                answer = b""
+                while part := sock.recv(65536):
+                    answer += part
+            expected = b" 401 " if path == "/v1/stream" else b" 200 "  # served: no credential on the stream
+            assert expected in answer.split(b"\r\n", 1)[0], answer[:300]

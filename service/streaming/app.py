@@ -6,11 +6,13 @@ import asyncio
 import json
 import logging
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from django.conf import settings
 
 from service import hosts
+from service.apihandler import cors_headers
 from service.errors import ApiError
 from service.observability import metrics
 from service.observability.context import request_context
@@ -106,8 +108,8 @@ async def _json(send: Send, status: int, body: dict[str, Any]) -> None:
     await send({"type": "http.response.body", "body": json.dumps(body).encode()})
 
 
-async def _refuse(send: Send, error: ApiError) -> None:
-    """``error`` in the error shape, with its headers (``Allow``...)."""
+async def _refuse(send: Send, error: ApiError, extra: Sequence[tuple[bytes, bytes]] = ()) -> None:
+    """``error`` in the error shape, with its headers (``Allow``...) and ``extra`` ones (CORS)."""
     body = error.to_bytes()
     headers = [
         (b"content-type", b"application/json"),
@@ -115,6 +117,7 @@ async def _refuse(send: Send, error: ApiError) -> None:
         (b"cache-control", b"no-store"),
     ]
     headers += [(name.lower().encode(), value.encode("latin-1")) for name, value in error.headers.items()]
+    headers += list(extra)
     await send({"type": "http.response.start", "status": error.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
@@ -147,10 +150,11 @@ class BeaconApp:
         with request_context(scope):  # request id and tenant for logs (access log included) and Sentry
             try:
                 refusal = hosts.request_problem(scope["headers"], scope.get("http_version", "1.1"))
-                if refusal is None:
-                    refusal = method_problem(path, method, scope["headers"], self.demo)
-                if refusal is not None:
+                if refusal is not None:  # no CORS headers: Beacon's own origin needs a valid host
                     await _refuse(counting_send, refusal)
+                elif (refusal := method_problem(path, method, scope["headers"], self.demo)) is not None:
+                    # a page on an allowed origin can read why (service.cors), as for every other refusal
+                    await _refuse(counting_send, refusal, await cors_headers(scope))
                 elif path == "/v1/stream" and method == "GET":
                     await stream(scope, receive, counting_send, await self._runtime())
                 elif path == "/healthz":
