@@ -188,3 +188,11 @@ def test_a_405_on_a_cors_route_is_readable_by_an_allowed_origin(acme: Api, metho
     other = acme.client.request(method, path, headers={"Origin": "https://evil.test"})
     _shape(other, 405, "method_not_allowed")
     assert "access-control-allow-origin" not in other.headers
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "OPTIONS"])
+def test_static_files_take_get_and_head_only(acme: Api, method: str):
+    response = acme.client.request(method, "/static/admin/css/base.css")
+    _shape(response, 405, "method_not_allowed")
+    assert response.headers["allow"] == "GET, HEAD"
+    assert acme.client.get("/static/admin/css/base.css").status_code in {200, 404}
