@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import psycopg
+import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -209,3 +210,23 @@ def test_the_inbox_carries_the_same_numbers(acme: Api):
     ]
     assert row["data"]["n"] == ("int", "1" + "0" * 300) and row["data"]["s"] == ("float", "0.00000015")
     assert row["data"]["z"] == ("float", "0.0") and row["data"]["b"] == ("int", "10000000000000000")
+
+
+@pytest.mark.parametrize(
+    ("payload", "data_text"),
+    [
+        ("[1e300, -0.0, 1.5e-7]", "[1" + "0" * 300 + ",0.0,0.00000015]"),
+        ('{"a": 1e16}', '{"a":10000000000000000}'),
+    ],
+)
+def test_the_admin_send_form_parses_like_the_api(payload: str, data_text: str):
+    from service import jsonbody
+    from service.notifications.admin import SendForm
+
+    form = SendForm(data={"recipient": "u1", "payload": payload})
+    assert form.is_valid(), form.errors
+    assert jsonbody.dumps(form.to_publish().data) == data_text
+    nan = SendForm(data={"recipient": "u1", "payload": "[NaN]"})
+    assert nan.is_valid()
+    with pytest.raises(jsonbody.InvalidJson):
+        nan.to_publish()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from django import forms
@@ -13,6 +12,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from pydantic import ValidationError
 
+from service import jsonbody
 from service.errors import ApiError
 from service.notifications import publish
 from service.notifications.schemas import PublishIn
@@ -32,7 +32,8 @@ class SendForm(forms.Form):
 
     def to_publish(self) -> PublishIn:
         cleaned = self.cleaned_data
-        body: dict[str, Any] = {"data": json.loads(cleaned["payload"] or "null")}
+        # The API's parser: JSON only (no NaN), numbers as PostgreSQL prints them (service.jsonbody).
+        body: dict[str, Any] = {"data": jsonbody.parse((cleaned["payload"] or "null").encode())}
         for name in ("recipient", "topic", "event"):
             if cleaned[name]:
                 body[name] = cleaned[name]
@@ -51,7 +52,7 @@ def send_notification_view(
             item = form.to_publish()
             info = TenantInfo.of(tenant)
             outcome = publish.publish(info, [(item, publish.encoded_data(item, info, "data"))])
-        except json.JSONDecodeError as exc:
+        except jsonbody.InvalidJson as exc:
             form.add_error("payload", f"not JSON: {exc}")
         except ValidationError as exc:
             form.add_error(None, "; ".join(str(e["msg"]) for e in exc.errors()))
