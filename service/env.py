@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import SplitResult, parse_qs, unquote, urlsplit
 
 from service.numbers import ascii_decimal, ascii_int
 
@@ -80,12 +80,13 @@ def database_from_url(url: str) -> dict[str, Any]:
     if not name:
         raise ConfigError("DATABASE_URL: the database name is missing")
     host = query.pop("host", None) or (unquote(parts.hostname) if parts.hostname else "")
+    port = _url_port("DATABASE_URL", parts)
     return {
         "NAME": name,
         "USER": unquote(parts.username or ""),
         "PASSWORD": unquote(parts.password or ""),
         "HOST": host,
-        "PORT": str(parts.port or ""),
+        "PORT": str(port or ""),
         "OPTIONS": query,
     }
 
@@ -102,4 +103,13 @@ def env_url(name: str, default: str, schemes: set[str]) -> str:
         )
     if not parts.hostname and parts.scheme != "unix":
         raise ConfigError(f"{name}: the host is missing")
+    _url_port(name, parts)
     return raw
+
+
+def _url_port(name: str, parts: SplitResult) -> int | None:
+    """The URL's port in ASCII digits up to 65535 (``urllib`` raises a bare ``ValueError`` otherwise)."""
+    try:
+        return parts.port
+    except ValueError:
+        raise ConfigError(f"{name}: the port must be ASCII digits from 0 to 65535") from None

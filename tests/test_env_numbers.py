@@ -148,3 +148,15 @@ def test_tenant_limit_options_take_ascii_digits(raw: str):
     with pytest.raises(argparse.ArgumentTypeError):
         positive_int(raw)
     assert positive_int("12") == 12
+
+
+@pytest.mark.parametrize("port", ["١٢", "+80", "_1", "99999", "8 0"])
+def test_url_ports_take_ascii_digits_naming_the_variable(monkeypatch, port: str):
+    from service.env import database_from_url, env_url
+
+    with pytest.raises(ConfigError, match=r"^DATABASE_URL: the port"):
+        database_from_url(f"postgresql://u@db:{port}/beacon")
+    monkeypatch.setenv("BROKER_URL", f"redis://cache:{port}/0")
+    with pytest.raises(ConfigError, match=r"^BROKER_URL: the port"):
+        env_url("BROKER_URL", "", {"redis"})
+    assert database_from_url("postgresql://u@db:5433/beacon")["PORT"] == "5433"
