@@ -10,6 +10,8 @@ bad_request`` and ``500 internal_error``, each with ``Connection: close`` as uvi
 Two refusals h11 makes and httptools does not are added to the httptools protocol, so both parsers take the
 same requests: a request line and headers of more than ``MAX_HEAD_BYTES`` (httptools buffered any size; an
 8 MB header was served), and HTTP versions other than 1.0 and 1.1 (httptools served ``GET /x`` as HTTP/0.9).
+An absolute-form target (``GET http://host/path``) replaces ``Host`` with the target's authority (RFC 9112
+section 3.2.2); uvicorn's h11 protocol keeps such a target as the path, which no route matches (404).
 
 The protocols are uvicorn's (httptools when installed, which production has; h11 otherwise), each with those
 two answers replaced; ``BeaconWorker`` is gunicorn's ``uvicorn_worker.UvicornWorker`` serving them
@@ -22,6 +24,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import json
+import re
 from typing import Any
 
 import h11
@@ -42,6 +45,7 @@ _JSON = b"application/json"
 #: Request line plus headers, in bytes (h11's own limit is set to the same; nginx's default is 4 x 8 KiB).
 MAX_HEAD_BYTES = 64 * 1024
 _VERSIONS = frozenset({"1.0", "1.1"})
+_AUTHORITY_END = re.compile(rb"[/?#]")
 
 
 async def _send_json_500(cycle: Any) -> None:
@@ -87,6 +91,18 @@ class H11Protocol(h11_impl.H11Protocol):
         super().handle_events()
         if self.cycle is not None and self.cycle is not before:
             _answer_500_in_shape(self.cycle)
+
+
+def absolute_form_authority(target: bytes) -> bytes | None:
+    """The authority of an absolute-form request target (``GET http://acme.example:8000/v1/docs``), else
+    ``None``. RFC 9112 section 3.2.2: the server then ignores the ``Host`` header and uses the target's host,
+    so the app's ``Host`` checks (``service.hosts``, ``tenant_mismatch``) see the host the request names.
+    With userinfo (``http://u@h/``, which RFC 9110 section 4.2.4 forbids) the ``@`` makes it an invalid host.
+    """
+    scheme, sep, rest = target.partition(b"://")
+    if not sep or scheme.lower() not in (b"http", b"https"):
+        return None
+    return _AUTHORITY_END.split(rest, maxsplit=1)[0]
 
 
 def _bad_request_bytes(default_headers: list[tuple[bytes, bytes]]) -> bytes:
@@ -144,6 +160,9 @@ if importlib.util.find_spec("httptools") is not None:
             self._in_head, self._head_bytes, self._exact = False, 0, 0
             if self.parser.get_http_version() not in _VERSIONS:
                 raise ValueError("only HTTP/1.0 and HTTP/1.1 are served")
+            authority = absolute_form_authority(self.url)
+            if authority is not None:  # the scope's headers are this list: the app sees the target's host
+                self.headers[:] = [(n, v) for n, v in self.headers if n != b"host"] + [(b"host", authority)]
             super().on_headers_complete()
 
         def send_400_response(self, msg: str) -> None:

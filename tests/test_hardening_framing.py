@@ -207,3 +207,22 @@ def test_pipelined_requests_keep_the_json_500(toy_server: str):
     answer = _exchange(toy_server, two)
     assert answer[0] == 200
     assert answer[2].endswith(b'"internal_error", "message": "internal error"}}'), answer
+
+
+# --- Absolute-form targets: the target's host is the request's host (RFC 9112 section 3.2.2) ----------------
+def test_an_absolute_form_target_replaces_the_host_header(server, acme, globex):
+    docs = b"GET http://127.0.0.1/v1/docs HTTP/1.1\r\nHost: a b\r\nConnection: close\r\n\r\n"
+    assert _exchange(server.url, docs)[0] == 200  # the invalid Host header is ignored
+    for target in (b"http://u@127.0.0.1/healthz", b"http://a..b/healthz", b"HTTP://x:99999/healthz"):
+        request = b"GET " + target + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        status, _, body, _ = _exchange(server.url, request)
+        assert status == 400 and json.loads(body)["error"]["code"] in {"invalid_host", "bad_request"}, body
+    body = b'{"recipient":"u1"}'
+    publish = (
+        b"POST http://acme.localhost/v1/notifications HTTP/1.1\r\nHost: globex.localhost\r\n"
+        + f"Authorization: Bearer {globex.key}\r\n".encode()
+        + b"Content-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(body)
+        + body
+    )
+    status, _, answer, _ = _exchange(server.url, publish)
+    assert status == 403 and b'"code": "tenant_mismatch"' in answer, answer  # chunked: Django's answer
