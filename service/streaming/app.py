@@ -1,4 +1,9 @@
-"""The ASGI application: lifespan, ``/v1/stream``, ``/healthz`` and ``/readyz`` here; the rest to Django."""
+"""The ASGI application: lifespan, ``/v1/stream``, ``/healthz`` and ``/readyz`` here; the rest to Django.
+
+Every HTTP request passes here first, so two checks for every route live here: the ``Host`` header (RFC 9112
+section 3.2, rule in ``service.hosts``: ``400 invalid_host``) and, for the routes no ninja operation
+declares, the method (``ROUTE_METHODS``: ``405 method_not_allowed`` with ``Allow``).
+"""
 
 from __future__ import annotations
 
