@@ -344,8 +344,10 @@ def test_zero_loss_ledger_with_redis_through_kills_and_restarts(start_server, ma
         own.stop()
 
 
-def test_a_password_in_broker_url_is_used(start_server, make_tenant, tmp_path):
-    own = PrivateRedis(tmp_path, password="s3cret-broker-pw").start()
+@pytest.mark.parametrize("tls", [False, True], ids=["redis", "rediss"])
+def test_a_password_in_broker_url_is_used(start_server, make_tenant, tmp_path, tls):
+    """``redis://:pw@`` and ``rediss://:pw@`` (TLS, the server's certificate verified against its CA)."""
+    own = PrivateRedis(tmp_path, password="s3cret-broker-pw", tls=tls).start()
     try:
         pod = start_server(BROKER_URL=own.url, BROKER_CHANNEL=channel())
         _tenant, key = make_tenant()
