@@ -35,8 +35,9 @@ def channel() -> str:
 class PrivateRedis:
     """A ``redis-server`` of the test's own on a free port, without persistence: safe to kill and restart."""
 
-    def __init__(self, workdir: Path, password: str = "") -> None:
+    def __init__(self, workdir: Path, password: str = "", tls: bool = False) -> None:
         self.password = password
+        self.tls = tls  # serve TLS only (``rediss://``), with a self-signed certificate for 127.0.0.1
         binary = shutil.which("redis-server")
         if binary is None:
             pytest.skip("redis-server is not installed (apt-get install redis-server)")
@@ -48,14 +49,32 @@ class PrivateRedis:
     @property
     def url(self) -> str:
         auth = f":{self.password}@" if self.password else ""
+        if self.tls:  # redis-py reads the CA from the URL's query: the certificate is verified, not skipped
+            return f"rediss://{auth}127.0.0.1:{self.port}/0?ssl_ca_certs={self.workdir / 'redis.crt'}"
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
+    def _tls_arguments(self) -> list[str]:
+        """Ports and a self-signed certificate (openssl, valid for 127.0.0.1) for a TLS-only server."""
+        cert, key = self.workdir / "redis.crt", self.workdir / "redis.key"
+        if not cert.exists():
+            subject = ["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"]
+            command = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+            command += ["-keyout", str(key), "-out", str(cert), *subject]
+            subprocess.run(command, check=True, capture_output=True)
+        return [
+            *("--port", "0", "--tls-port", str(self.port)),
+            *("--tls-cert-file", str(cert), "--tls-key-file", str(key), "--tls-ca-cert-file", str(cert)),
+            *("--tls-auth-clients", "no"),
+        ]
+
     def start(self) -> PrivateRedis:
+        ports = self._tls_arguments() if self.tls else ["--port", str(self.port)]
+        if self.password:  # the server refuses every command until AUTH: the password must really be sent
+            ports += ["--requirepass", self.password]
         self.process = subprocess.Popen(
             [
                 self.binary,
-                "--port",
-                str(self.port),
+                *ports,
                 "--bind",
                 "127.0.0.1",
                 "--save",
@@ -83,7 +102,7 @@ class PrivateRedis:
         self.process = None
 
     def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, password=self.password or None, socket_timeout=2)
+        return redis.Redis.from_url(self.url, socket_timeout=2)
 
 
 def kill_beacon_clients(client: redis.Redis) -> int:

@@ -300,3 +300,19 @@ def commit_unannounced(
         else:
             conn.commit()
     return list(ids)
+
+
+def ends_within(events: Any, seconds: float) -> bool:
+    """Whether the server ends the stream ``events`` within ``seconds`` (heartbeats keep an open one from
+    timing out), drained on a thread of its own."""
+    done = threading.Event()
+
+    def drain() -> None:
+        try:
+            for _ in events:
+                pass
+        finally:
+            done.set()
+
+    threading.Thread(target=drain, daemon=True).start()
+    return done.wait(seconds)

@@ -24,7 +24,7 @@ from django_tenants.utils import schema_context
 from service.notifications.models import IdempotencyRecord, Notification
 from tenants import keys
 from tenants.models import Tenant
-from tests.support import ROOT, Api, sse_stream, take, unique, wait_until
+from tests.support import ROOT, Api, ends_within, sse_stream, take, unique, wait_until
 
 
 def manage(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -47,23 +47,6 @@ def schema_exists(schema: str) -> bool:
 
 def slug() -> str:
     return f"ops-{uuid.uuid4().hex[:8]}"
-
-
-def ends_within(events, seconds: float) -> bool:
-    """Whether the server ends the stream within ``seconds`` (heartbeats keep an open one from timing out)."""
-    import threading
-
-    done = threading.Event()
-
-    def drain() -> None:
-        try:
-            for _ in events:
-                pass
-        finally:
-            done.set()
-
-    threading.Thread(target=drain, daemon=True).start()
-    return done.wait(seconds)
 
 
 # --- commands ---------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ import redis
 from service.broker.base import Announcement, Row
 from service.broker.payload import encode
 from tests.redis_support import PrivateRedis, channel, kill_beacon_clients, shared_redis_url
-from tests.support import Api, commit_unannounced, sse_stream, take, unique, wait_until
+from tests.support import Api, commit_unannounced, ends_within, sse_stream, take, unique, wait_until
 
 CREATED = "2026-11-30T12:00:00.000000Z"
 
@@ -165,6 +165,61 @@ def test_redis_outage_streams_keep_positions_publishes_succeed_and_catch_up(
         own.stop()
 
 
+def test_a_close_missed_while_redis_was_away_ends_the_streams_when_it_is_back(
+    start_server, make_tenant, tmp_path
+):
+    """A rotation and a deactivation committed while Redis is down (their close announcements are lost with
+    it): when the subscription returns, streams opened under the old secret end, one opened with the new
+    secret stays, and the deactivated tenant's stream ends."""
+    import jwt
+
+    from tenants import lifecycle
+    from tenants.models import Tenant
+
+    own = PrivateRedis(tmp_path).start()
+    try:
+        pod = start_server(BROKER_URL=own.url, BROKER_CHANNEL=channel(), BROKER_CHECK_SECONDS="0.2")
+        tenant, key = make_tenant()
+        other, other_key = make_tenant()
+        api = Api(pod.url, key)
+        old_user, new_user = unique(), unique()
+        with (
+            sse_stream(pod.url, api.token(old_user), timeout=30) as old_events,
+            sse_stream(pod.url, Api(pod.url, other_key).token(old_user), timeout=30) as other_events,
+        ):
+            first = api.publish_ok({"recipient": old_user})[0]["id"]
+            assert take(old_events, 1)[0].id == first
+            own.stop()
+            wait_until(
+                lambda: httpx.get(pod.url + "/readyz").status_code == 503, timeout=20, message="Redis down"
+            )
+            rotated = Tenant.objects.get(pk=tenant.pk)
+            lifecycle.rotate_signing_secret(rotated)  # its close announcement never reaches the pod
+            lifecycle.set_active(Tenant.objects.get(pk=other.pk), False)  # nor this one's
+            claims = {"sub": new_user, "tid": tenant.slug, "exp": int(time.time()) + 600}
+            new_token = jwt.encode(claims, rotated.signing_secret, algorithm="HS256")
+            # The pod's cached tenant still has the old secret for a few seconds: ask until it takes the new.
+            wait_until(
+                lambda: (
+                    httpx.get(
+                        pod.url + "/v1/inbox", headers={"Authorization": f"Bearer {new_token}"}
+                    ).status_code
+                    == 200
+                ),
+                timeout=20,
+                message="the new secret accepted",
+            )
+            with sse_stream(pod.url, new_token, timeout=30) as new_events:
+                own.start()
+                assert ends_within(old_events, 15)
+                assert ends_within(other_events, 15)
+                # The stream opened with the new secret stays open and keeps delivering.
+                later = api.publish_ok({"recipient": new_user})[0]["id"]
+                assert take(new_events, 1)[0].id == later
+    finally:
+        own.stop()
+
+
 class _Reader(threading.Thread):
     """One subscriber that resumes with ``Last-Event-ID`` forever, alternating pods, recording every id."""
 
@@ -289,8 +344,10 @@ def test_zero_loss_ledger_with_redis_through_kills_and_restarts(start_server, ma
         own.stop()
 
 
-def test_a_password_in_broker_url_is_used(start_server, make_tenant, tmp_path):
-    own = PrivateRedis(tmp_path, password="s3cret-broker-pw").start()
+@pytest.mark.parametrize("tls", [False, True], ids=["redis", "rediss"])
+def test_a_password_in_broker_url_is_used(start_server, make_tenant, tmp_path, tls):
+    """``redis://:pw@`` and ``rediss://:pw@`` (TLS, the server's certificate verified against its CA)."""
+    own = PrivateRedis(tmp_path, password="s3cret-broker-pw", tls=tls).start()
     try:
         pod = start_server(BROKER_URL=own.url, BROKER_CHANNEL=channel())
         _tenant, key = make_tenant()

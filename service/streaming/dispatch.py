@@ -63,10 +63,13 @@ class Dispatcher:
     def close_tenant(self, schema: str, reason: str) -> None:
         """End every local stream of one tenant (secret rotated, tenant deactivated or deleted). The cached
         tenant is forgotten first, so reconnects are checked against its new secret and state."""
+        self.close_streams(schema, self.hub.in_schema(schema), reason)
+
+    def close_streams(self, schema: str, subs: list[Subscription], reason: str) -> None:
+        """End ``subs`` (streams of ``schema``) with ``reason``, after forgetting the cached tenants."""
         from tenants.directory import forget_tenants
 
         forget_tenants()
-        subs = self.hub.in_schema(schema)
         for sub in subs:
             sub.close(reason)
         log.info("closed %d streams of %s: %s", len(subs), schema, reason)

@@ -183,6 +183,7 @@ async def _serve(
         subscriber.recipient,
         keys_for(tenant.schema, subscriber.recipient, subscriber.topics),
         settings.STREAM_QUEUE_SIZE,
+        secret=tenant.signing_secret,
     )
     try:
         await runtime.listener.ensure_newest(tenant.schema)  # before joining the hub: see listener.py

@@ -45,15 +45,21 @@ class Subscription:
         "position",
         "recipient",
         "schema",
+        "secret",
         "task",
         "write_deadline",
         "write_timed_out",
     )
 
-    def __init__(self, schema: str, recipient: str, keys: tuple[Key, ...], limit: int) -> None:
+    def __init__(
+        self, schema: str, recipient: str, keys: tuple[Key, ...], limit: int, secret: str = ""
+    ) -> None:
         self.schema = schema
         self.recipient = recipient
         self.keys = keys
+        # The tenant's signing secret the token was checked with (a reference to the cached tenant's string):
+        # after the broker reconnects, streams opened under a secret rotated meanwhile are ended (listener.py).
+        self.secret = secret
         self.position = (
             0  # the newest id this stream has sent (or chose to skip); live items <= it are dropped
         )

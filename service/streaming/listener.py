@@ -127,7 +127,8 @@ class Listener:
             async with self._lock:
                 self._newest.clear()
                 self.window.clear()
-                await self._catch_up()
+                gone = await self._close_changed_tenants()
+                await self._catch_up(skip=gone)
         finally:
             async with self._lock:
                 held, self._held = self._held, []
@@ -138,9 +139,38 @@ class Listener:
         metrics.LISTENER_CONNECTED.set(1)
         metrics.READY.set(0 if self._is_draining() else 1)
 
-    async def _catch_up(self) -> None:
-        """Send every stream what was committed while the listener was away, from its own position."""
-        for schema in self.hub.schemas():
+    async def _close_changed_tenants(self) -> set[str]:
+        """End the streams a close announcement sent while the listener was away would have ended.
+
+        Announcements are not replayed, so a rotation, deactivation or deletion committed during a broker
+        outage (or between a LISTEN connection's loss and its return) is found here: each tenant with streams
+        is compared with its row now. Streams whose token was checked with another secret end
+        ``secret_rotated`` (streams opened with the new secret stay); an inactive tenant's end
+        ``tenant_inactive``; a deleted one's ``tenant_deleted``. Returns the deleted tenants' schemas.
+        """
+        schemas = self.hub.schemas()
+        if not schemas:
+            return set()
+        store = self._store()
+        assert store is not None
+        states = await store.tenant_states(schemas)
+        gone = schemas - states.keys()
+        for schema in schemas:
+            state = states.get(schema)
+            if state is None:
+                self.dispatcher.close_tenant(schema, "tenant_deleted")
+            elif not state[0]:
+                self.dispatcher.close_tenant(schema, "tenant_inactive")
+            else:
+                stale = [sub for sub in self.hub.in_schema(schema) if sub.secret != state[1]]
+                if stale:
+                    self.dispatcher.close_streams(schema, stale, "secret_rotated")
+        return gone
+
+    async def _catch_up(self, skip: set[str]) -> None:
+        """Send every stream what was committed while the listener was away, from its own position (but the
+        streams of the tenants in ``skip``, deleted: their rows are gone)."""
+        for schema in self.hub.schemas() - skip:
             subs = self.hub.in_schema(schema)
             if not subs:
                 continue

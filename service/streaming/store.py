@@ -154,6 +154,17 @@ class Store:
         async with self._connection("slot") as conn:
             await conn.execute("SELECT beacon_release_slot(%s, %s, %s)", [tenant_id, recipient, worker])
 
+    async def tenant_states(self, schemas: Iterable[str]) -> dict[str, tuple[bool, str]]:
+        """``{schema: (is_active, signing_secret)}`` for the tenants of ``schemas`` that still exist (a deleted
+        tenant is absent). One statement on the ``public`` tenants table."""
+        async with self._connection("tenants") as conn:
+            cur = await conn.execute(
+                "SELECT schema_name, is_active, signing_secret FROM public.tenants_tenant"
+                " WHERE schema_name = ANY(%s)",
+                [list(schemas)],
+            )
+            return {schema: (active, secret) for schema, active, secret in await cur.fetchall()}
+
     async def ping(self) -> None:
         async with self._connection("ping") as conn:
             await conn.execute("SELECT 1")

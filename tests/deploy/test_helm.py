@@ -303,6 +303,12 @@ def test_configmap_holds_every_setting(chart: Any) -> None:
         "WEB_CONCURRENCY": "2",
         "METRICS_PORT": "9464",
         "WORKER_MAX_CONNECTIONS": "10000",
+        "REPLAY_WINDOW_EVENTS": "20000",
+        "REPLAY_WINDOW_BYTES": "33554432",
+        "STREAM_BATCH_SECONDS": "0.02",
+        "STREAM_DB_POOL_SIZE": "4",
+        "PUBLISH_DB_POOL_SIZE": "4",
+        "DB_POOL_WAIT_SECONDS": "5",
         "LOG_LEVEL": "INFO",
         "ALLOWED_HOSTS": "*",
         "SENTRY_ENVIRONMENT": "production",
@@ -319,6 +325,9 @@ def test_configmap_holds_every_setting(chart: Any) -> None:
                     "allowedHosts": ["a.example.com", "b.example.com"],
                     "metricsTenantLabels": False,
                     "workerMaxConnections": 1000000,
+                    "replayWindowBytes": 4294967296,
+                    "streamBatchSeconds": 0.005,
+                    "dbPoolWaitSeconds": 2.5,
                     "extra": {"MAX_CONNECTION_AGE_SECONDS": "300"},
                 },
             },
@@ -328,6 +337,9 @@ def test_configmap_holds_every_setting(chart: Any) -> None:
     assert custom["ALLOWED_HOSTS"] == "a.example.com,b.example.com"
     assert custom["METRICS_TENANT_LABELS"] == "false"
     assert custom["WORKER_MAX_CONNECTIONS"] == "1000000"  # not 1e+06
+    assert custom["REPLAY_WINDOW_BYTES"] == "4294967296"  # not 4.294967296e+09
+    assert custom["STREAM_BATCH_SECONDS"] == "0.005"
+    assert custom["DB_POOL_WAIT_SECONDS"] == "2.5"
     assert custom["MAX_CONNECTION_AGE_SECONDS"] == "300"
 
 

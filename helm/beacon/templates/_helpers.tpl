@@ -94,6 +94,12 @@ DRAIN_SECONDS: {{ .Values.drainSeconds | int | quote }}
 WEB_CONCURRENCY: {{ .Values.config.webConcurrency | int | quote }}
 METRICS_PORT: {{ .Values.metrics.port | int | quote }}
 WORKER_MAX_CONNECTIONS: {{ .Values.config.workerMaxConnections | int | quote }}
+REPLAY_WINDOW_EVENTS: {{ .Values.config.replayWindowEvents | int | quote }}
+REPLAY_WINDOW_BYTES: {{ .Values.config.replayWindowBytes | int64 | quote }}
+STREAM_BATCH_SECONDS: {{ .Values.config.streamBatchSeconds | toString | quote }}
+STREAM_DB_POOL_SIZE: {{ .Values.config.streamDbPoolSize | int | quote }}
+PUBLISH_DB_POOL_SIZE: {{ .Values.config.publishDbPoolSize | int | quote }}
+DB_POOL_WAIT_SECONDS: {{ .Values.config.dbPoolWaitSeconds | toString | quote }}
 LOG_LEVEL: {{ .Values.config.logLevel | quote }}
 ALLOWED_HOSTS: {{ join "," .Values.config.allowedHosts | quote }}
 SENTRY_ENVIRONMENT: {{ .Values.config.sentryEnvironment | quote }}
