@@ -23,6 +23,7 @@ from django.core.handlers.asgi import ASGIHandler
 from service import cors
 from service.errors import ApiError
 from service.http import query_problem
+from service.notifications import publish_route
 from service.notifications.validation import MAX_BATCH_BODY, MAX_SINGLE_BODY
 from service.numbers import ascii_int
 
@@ -118,6 +119,9 @@ class ApiHandler(ASGIHandler):
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
+        if publish_route.serves(scope):  # the lean publish route: same rules, no Django per request
+            await publish_route.publish_route(scope, b"".join(chunks), send)
+            return
         replayed = False
 
         async def replay() -> Message:

@@ -110,6 +110,15 @@ def bearer(header: str | None) -> str | None:
     return value.strip()
 
 
+async def api_key_principal(authorization: str | None, host: str) -> KeyPrincipal:
+    """The tenant backend behind an ``Authorization`` header value (``Bearer bk_...``) on ``host``: every
+    route that takes an API key (ninja's ``ApiKeyAuth`` and the lean publish route) calls this."""
+    raw = bearer(authorization)
+    if authorization and raw is None:
+        raise unauthenticated("use Authorization: Bearer <API key>")
+    return await authenticate_api_key(raw, host)
+
+
 def _raw_host(request: HttpRequest) -> str:
     """The ``Host`` header as sent (Django's ``get_host`` refuses some valid forms, such as ``host:``)."""
     return str(request.META.get("HTTP_HOST", ""))
@@ -121,11 +130,7 @@ class ApiKeyAuth(HttpBearer):
     is_async = True
 
     async def __call__(self, request: HttpRequest) -> Any:
-        header = request.headers.get("Authorization")
-        raw = bearer(header)
-        if header and raw is None:
-            raise unauthenticated("use Authorization: Bearer <API key>")
-        return await authenticate_api_key(raw, _raw_host(request))
+        return await api_key_principal(request.headers.get("Authorization"), _raw_host(request))
 
     def authenticate(self, request: HttpRequest, token: str) -> Any:  # pragma: no cover - __call__ is used
         raise NotImplementedError

@@ -27,6 +27,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from service.broker import default_broker
 from service.broker.base import Announcement, Row
+from service.db import run_db
 from service.errors import ApiError
 from service.notifications import validation as v
 from service.notifications.schemas import PublishIn
@@ -46,6 +47,10 @@ class Outcome:
     body: dict[str, Any]
     replayed: bool = False
 
+    def to_bytes(self) -> bytes:
+        """The response body as both publish routes send it."""
+        return json.dumps(self.body).encode()
+
 
 def request_hash(route: str, body: Any) -> str:
     """Equal JSON after parsing hashes equally (key order and white space do not matter)."""
@@ -63,6 +68,13 @@ def encoded_data(item: PublishIn, tenant: TenantInfo, field: str) -> str:
             field=field,
         )
     return data_json
+
+
+def encoded_items(route: str, items: list[PublishIn], tenant: TenantInfo) -> list[tuple[PublishIn, str]]:
+    """Each item with its encoded ``data``; ``413`` naming ``data`` (``notifications[i].data`` in a batch)
+    when one is larger than the tenant's limit."""
+    prefix = "notifications[{}]." if route == "batch" else ""
+    return [(item, encoded_data(item, tenant, prefix.format(i) + "data")) for i, item in enumerate(items)]
 
 
 @dataclass(frozen=True)
@@ -258,6 +270,21 @@ async def publish_direct(
     stored = _rows(row[0], pending, call, now)
     metrics.NOTIFICATIONS_INGESTED.labels(metrics.tenant_label(tenant.slug)).inc(len(stored))
     return Outcome(201, _body_of(stored))
+
+
+async def store(
+    tenant: TenantInfo,
+    items: list[tuple[PublishIn, str]],
+    *,
+    idempotency_key: str | None = None,
+    body_hash: str | None = None,
+) -> Outcome:
+    """Publish from async code: :func:`publish_direct` on the worker's loop when it applies, else
+    :func:`publish` in a pool thread (an ``Idempotency-Key``, a test's loop, a broker outside PostgreSQL)."""
+    pool = direct_pool() if idempotency_key is None else None
+    if pool is not None:  # one statement on the worker's loop: no thread hop, no search_path round trip
+        return await publish_direct(pool, tenant, items)
+    return await run_db(publish, tenant, items, idempotency_key=idempotency_key, body_hash=body_hash)
 
 
 def _body_of(stored: list[Row]) -> dict[str, Any]:

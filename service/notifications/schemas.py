@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from ninja import Schema
 from pydantic import (
+    BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
@@ -115,6 +116,19 @@ class BatchIn(Schema):
     model_config = ConfigDict(extra="forbid")
 
     notifications: Annotated[list[PublishIn], Field(min_length=1, max_length=v.MAX_BATCH)]
+
+
+class PublishBody(BaseModel):
+    """The body of ``POST /v1/notifications`` as ninja validates it (its view argument is ``payload``); the
+    lean publish route validates with it so that both give the same errors (``service.api.validated_body``)."""
+
+    payload: PublishIn
+
+
+class BatchBody(BaseModel):
+    """The body of ``POST /v1/notifications/batch``, as ``PublishBody``."""
+
+    payload: BatchIn
 
 
 class StoredOut(Schema):
