@@ -22,12 +22,11 @@ transaction is Django's. The ninja route definitions stay for the OpenAPI docume
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from http import HTTPStatus
-from types import SimpleNamespace
 from typing import Any
 
-from django.utils.log import log_response
 from pydantic import BaseModel
 
 from service.api import unexpected_error, validated_payload
@@ -46,6 +45,7 @@ ROUTES: dict[str, tuple[str, type[BaseModel]]] = {
 }
 _IDEMPOTENCY_KEY = b"idempotency-key"
 _JSON = (b"content-type", b"application/json")
+request_log = logging.getLogger("django.request")
 
 
 def serves(scope: MutableMapping[str, Any]) -> bool:
@@ -65,12 +65,12 @@ async def publish_route(scope: MutableMapping[str, Any], body: bytes, send: Send
     finally:
         request_id_var.reset(token)
     if status >= 400:  # Django's handler logs every refusal to ``django.request``: operators keep those lines
-        log_response(
-            "%s: %s",
+        request_log.log(
+            logging.ERROR if status >= 500 else logging.WARNING,
+            "%s: %s",  # django.utils.log.log_response's line
             HTTPStatus(status).phrase,
             scope["path"],
-            response=SimpleNamespace(status_code=status),
-            request=_LoggedRequest(scope["method"], scope["path"]),
+            extra={"status_code": status, "request": _LoggedRequest(scope["method"], scope["path"])},
         )
     response_headers = [_JSON, *extra, (b"x-request-id", rid.encode("latin-1"))]
     await send({"type": "http.response.start", "status": status, "headers": response_headers})
