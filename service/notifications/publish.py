@@ -8,6 +8,7 @@ any later one can take larger ids. Replay can then trust ``id > last_event_id`` 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import math
@@ -224,7 +225,7 @@ def _store(cursor: Any, tenant: TenantInfo, pending: list[_Pending], now: dateti
     return stored
 
 
-# --- the common case without a thread: no Idempotency-Key, the statement announces by itself -------------
+# --- the common case without a thread: no Idempotency-Key; NOTIFY from the statement, Redis from the loop --
 _direct: tuple[asyncio.AbstractEventLoop, AsyncConnectionPool] | None = None
 
 
@@ -237,8 +238,12 @@ def use_direct_pool(pool: AsyncConnectionPool | None) -> None:
 
 def direct_pool() -> AsyncConnectionPool | None:
     """The pool for :func:`publish_direct`, or ``None``: outside the worker's own loop (tests calling views
-    through Django's client), or when announcing needs Python (a broker outside PostgreSQL)."""
-    if _direct is None or (default_broker().database_channel is None and settings.PUBLISH_ANNOUNCE):
+    through Django's client), or when announcing needs Django's transaction (a broker outside PostgreSQL
+    that cannot announce from the loop)."""
+    if _direct is None:
+        return None
+    broker = default_broker()
+    if broker.database_channel is None and settings.PUBLISH_ANNOUNCE and not broker.announces_async:
         return None
     loop, pool = _direct
     try:
@@ -246,6 +251,12 @@ def direct_pool() -> AsyncConnectionPool | None:
     except RuntimeError:
         return None
     return pool if running is loop else None
+
+
+@functools.lru_cache(maxsize=1024)
+def _publish_query(schema: str) -> sql.Composed:
+    """``SELECT "schema".beacon_publish(...)``, composed once per tenant schema."""
+    return sql.SQL("SELECT {}." + _PUBLISH_CALL).format(sql.Identifier(schema))
 
 
 async def publish_direct(
@@ -257,7 +268,7 @@ async def publish_direct(
     pending = expand(items, tenant)
     now = timezone.now()
     call = _call(tenant, pending, now)
-    query = sql.SQL("SELECT {}." + _PUBLISH_CALL).format(sql.Identifier(tenant.schema))
+    query = _publish_query(tenant.schema)
     try:
         async with pool.connection() as conn:
             cur = await conn.execute(query, call.args)
@@ -268,6 +279,8 @@ async def publish_direct(
         raise
     assert row is not None
     stored = _rows(row[0], pending, call, now)
+    if settings.PUBLISH_ANNOUNCE and call.channel is None:  # Redis: after the autocommit, from the loop
+        await default_broker().announce_committed(Announcement(tenant.schema, stored, sent_at=call.sent_at))
     metrics.NOTIFICATIONS_INGESTED.labels(metrics.tenant_label(tenant.slug)).inc(len(stored))
     return Outcome(201, _body_of(stored))
 
