@@ -9,6 +9,10 @@ Django reads the whole body before the view runs (to a temporary file past 2.5 M
 ``ApiHandler`` answers ``413 payload_too_large`` as soon as ``Content-Length`` or the bytes received so
 far (chunked bodies) pass the route's limit, holding at most that many bytes: before authentication,
 as nginx's ``client_max_body_size`` would.
+
+Once the body is read, a publish without ``Idempotency-Key`` is answered by the lean publish route
+(``service.notifications.publish_route``: the same rules, without Django's per-request machinery); everything
+else goes on to Django.
 """
 
 from __future__ import annotations
