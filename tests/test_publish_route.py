@@ -23,7 +23,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from service.apihandler import ApiHandler
 from service.notifications import publish, publish_route
-from tests.support import unique
+from tests.support import unique, wait_until
 
 #: status, headers (lower-case names, sorted), body, and the ``django.request`` log lines (level, message, status)
 Response = tuple[int, list[tuple[str, str]], bytes, list[tuple[str, str, int]]]
@@ -202,6 +202,9 @@ def _cases(tenants: dict[str, tuple[Any, str]]) -> list[tuple[str, str, dict[str
         ("batch empty", batch, _headers(key), b'{"notifications": []}', 422, "invalid_field"),
         ("single over tenant limit", single, _headers(key), big, 413, "payload_too_large"),
         ("batch item over tenant limit", batch, _headers(key), batch_big, 413, "payload_too_large"),
+        ("from a browser origin", single, _headers(key, Origin="https://app.acme.test"), b'{"topic": "t", "x": 1}',
+         422, "unknown_field"),
+        ("credential twice", single, {**_headers(key), "authorization": f"Bearer {key}"}, one, 401, "unauthenticated"),
         ("charset parameter", single, _headers(key, **{"Content-Type": "Application/JSON; charset=utf-8"}),
          b'{"recipient": "u", "extra": 1}', 422, "unknown_field"),
     ]  # fmt: skip
@@ -302,3 +305,27 @@ def test_requests_the_lean_route_does_not_take_go_to_django() -> None:
     assert not publish_route.serves(scope("OPTIONS", "/v1/notifications"))
     assert not publish_route.serves(scope("POST", "/v1/notifications/"))
     assert not publish_route.serves(scope("POST", "/v1/tokens"))
+
+
+def test_a_real_worker_serves_publishes_on_the_lean_route(server: Any, acme: Any) -> None:
+    """Over real sockets (gunicorn, uvicorn workers): the refusal's ``django.request`` log line names the
+    request object that answered it, the lean route's without a key and Django's with one."""
+    assert server.log_path is not None
+
+    def logged_request(**headers: str) -> str:
+        rid = unique("rid")
+        response = acme.publish({"topic": "t", "colour": 1}, **{"X-Request-ID": rid, **headers})
+        assert response.status_code == 422 and response.headers["X-Request-ID"] == rid
+
+        def line() -> dict[str, Any] | None:
+            for text in server.log_path.read_text(errors="replace").splitlines():
+                if rid in text and '"logger": "django.request"' in text:
+                    return dict(json.loads(text))
+            return None
+
+        found = wait_until(line, timeout=10, message="the refusal's django.request log line")
+        assert found["message"] == "Unprocessable Entity: /v1/notifications" and found["status_code"] == 422
+        return str(found["request"])
+
+    assert logged_request() == "<PublishRequest: POST '/v1/notifications'>"
+    assert logged_request(**{"Idempotency-Key": unique()}).startswith("<ASGIRequest: POST")
