@@ -125,7 +125,7 @@ class BatchIn(InputModel):
 
 class PublishBody(BaseModel):
     """The body of ``POST /v1/notifications`` as ninja validates it (its view argument is ``payload``); the
-    lean publish route validates with it so that both give the same errors (``service.api.validated_body``)."""
+    lean publish route validates with it so that both give the same errors (``service.api.validated_payload``)."""
 
     payload: PublishIn
 
