@@ -11,13 +11,16 @@ import logging
 from decimal import Decimal
 from typing import Any
 
+import pydantic
 import sentry_sdk
 from django.http import HttpRequest, HttpResponse
+from django.utils.http import parse_header_parameters
 from ninja import NinjaAPI, Swagger
 from ninja.errors import HttpError, ValidationError
 from ninja.parser import Parser
 from ninja.renderers import JSONRenderer
 from ninja.responses import NinjaJSONEncoder
+from pydantic import BaseModel
 
 from service import jsonbody
 from service.db import is_outage
@@ -27,20 +30,33 @@ from service.notifications.validation import MAX_BATCH_BODY, MAX_SINGLE_BODY
 log = logging.getLogger(__name__)
 
 
+def media_type(content_type: str) -> str:
+    """The media type of a ``Content-Type`` value, lower-cased, as Django's ``request.content_type`` is."""
+    return parse_header_parameters(content_type)[0]
+
+
+def decode_json_body(content_type: str, path: str, body: bytes) -> Any:
+    """The JSON value of a request ``body`` sent with ``content_type`` (its media type) to ``path``.
+
+    ``415`` for another media type, ``413`` past the route's size limit, ``400 invalid_json`` for bytes that
+    are not JSON we accept (``service.jsonbody``). One rule for the ninja routes and the lean publish route.
+    """
+    if content_type.lower() != "application/json":
+        raise ApiError(415, "unsupported_media_type", "send the body as Content-Type: application/json")
+    limit = MAX_BATCH_BODY if path.endswith("/batch") else MAX_SINGLE_BODY
+    if len(body) > limit:
+        raise ApiError(413, "payload_too_large", f"the body is larger than {limit} bytes")
+    try:
+        return jsonbody.parse(body)
+    except jsonbody.InvalidJson as exc:
+        raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
+
+
 class StrictJsonParser(Parser):
     """JSON bodies only, within the route's size limit; every failure raises an ``ApiError``."""
 
     def parse_body(self, request: HttpRequest) -> Any:
-        content_type = request.content_type or ""
-        if content_type.lower() != "application/json":
-            raise ApiError(415, "unsupported_media_type", "send the body as Content-Type: application/json")
-        limit = MAX_BATCH_BODY if request.path.endswith("/batch") else MAX_SINGLE_BODY
-        if len(request.body) > limit:
-            raise ApiError(413, "payload_too_large", f"the body is larger than {limit} bytes")
-        try:
-            return jsonbody.parse(request.body)
-        except jsonbody.InvalidJson as exc:
-            raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
+        return decode_json_body(request.content_type or "", request.path, request.body)
 
 
 class _NoDecimalEncoder(NinjaJSONEncoder):
@@ -104,6 +120,34 @@ def from_validation(errors: list[dict[str, Any]]) -> ApiError:
     return ApiError(422, "invalid_field", f"{field}: {message}" if field else message, field=field)
 
 
+def validated_payload(model: type[BaseModel], content_type: str, path: str, body: bytes) -> Any:
+    """The ``payload`` of ``body``, parsed and validated as ninja does a view's one body argument: the same
+    errors.
+
+    ``model`` has one field, ``payload`` (ninja's name for the view argument): ninja skips parsing an empty
+    body and validates ``{}`` (so ``payload`` is missing: ``400 invalid_json``, whatever the content type),
+    else validates ``{"payload": value}``; error locations are prefixed with ``body`` as ninja's are.
+    """
+    data = {"payload": decode_json_body(media_type(content_type), path, body)} if body else {}
+    try:
+        return model.model_validate(data).payload  # type: ignore[attr-defined]
+    except pydantic.ValidationError as exc:
+        errors = [{**error, "loc": ("body", *error["loc"])} for error in exc.errors(include_url=False)]
+        raise from_validation(errors) from None
+
+
+def unexpected_error(method: str, path: str, exc: Exception) -> ApiError:
+    """What an exception no rule expected answers: ``503 unavailable`` for a database outage (logged as a
+    warning), else ``500 internal_error`` (logged with its traceback); Sentry hears of both."""
+    if is_outage(exc):  # not the client's fault and not a bug: retry later, but operators hear of it
+        log.warning("database unavailable in %s %s: %s", method, path, exc)
+        sentry_sdk.capture_exception(exc)
+        return unavailable()
+    log.exception("unhandled error in %s %s", method, path, exc_info=exc)
+    sentry_sdk.capture_exception(exc)  # a no-op unless SENTRY_DSN initialised the SDK
+    return ApiError(500, "internal_error", "internal error")
+
+
 @api.exception_handler(ApiError)
 def _api_error(request: HttpRequest, exc: ApiError) -> HttpResponse:
     return exc.to_response()
@@ -126,13 +170,7 @@ def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
 
 @api.exception_handler(Exception)
 def _unexpected(request: HttpRequest, exc: Exception) -> HttpResponse:
-    if is_outage(exc):  # not the client's fault and not a bug: retry later, but operators hear of it
-        log.warning("database unavailable in %s %s: %s", request.method, request.path, exc)
-        sentry_sdk.capture_exception(exc)
-        return unavailable().to_response()
-    log.exception("unhandled error in %s %s", request.method, request.path)
-    sentry_sdk.capture_exception(exc)  # a no-op unless SENTRY_DSN initialised the SDK
-    return ApiError(500, "internal_error", "internal error").to_response()
+    return unexpected_error(request.method or "", request.path, exc).to_response()
 
 
 from service.notifications.api import router as notifications_router  # noqa: E402

@@ -9,6 +9,10 @@ Django reads the whole body before the view runs (to a temporary file past 2.5 M
 ``ApiHandler`` answers ``413 payload_too_large`` as soon as ``Content-Length`` or the bytes received so
 far (chunked bodies) pass the route's limit, holding at most that many bytes: before authentication,
 as nginx's ``client_max_body_size`` would.
+
+Once the body is read, a publish without ``Idempotency-Key`` is answered by the lean publish route
+(``service.notifications.publish_route``: the same rules, without Django's per-request machinery); everything
+else goes on to Django.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from django.core.handlers.asgi import ASGIHandler
 from service import cors
 from service.errors import ApiError
 from service.http import query_problem
+from service.notifications import publish_route
 from service.notifications.validation import MAX_BATCH_BODY, MAX_SINGLE_BODY
 from service.numbers import ascii_int
 
@@ -118,6 +123,9 @@ class ApiHandler(ASGIHandler):
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
+        if publish_route.serves(scope):  # the lean publish route: same rules, no Django per request
+            await publish_route.publish_route(scope, b"".join(chunks), send)
+            return
         replayed = False
 
         async def replay() -> Message:

@@ -31,6 +31,19 @@ def query_problem(query_string: bytes) -> ApiError | None:
     return None
 
 
+def request_headers(scope: Any) -> dict[str, str]:
+    """An ASGI request's headers as Django's ``request.headers`` reads them: lower-case names, latin-1
+    values, repeated headers joined with ``,``, names with ``_`` dropped (Django's anti-spoofing rule)."""
+    found: dict[str, str] = {}
+    for raw_name, raw_value in scope.get("headers", ()):
+        name = raw_name.decode("latin-1").lower()
+        if "_" in name:
+            continue
+        value = raw_value.decode("latin-1")
+        found[name] = f"{found[name]},{value}" if name in found else value
+    return found
+
+
 def new_request_id(incoming: str | None) -> str:
     if incoming and _SAFE_ID.match(incoming):
         return incoming

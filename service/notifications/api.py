@@ -65,28 +65,21 @@ def _idempotency_key(request: HttpRequest) -> str | None:
 
 
 def _respond(outcome: publish.Outcome) -> HttpResponse:
-    response = HttpResponse(json.dumps(outcome.body), status=outcome.status, content_type="application/json")
+    response = HttpResponse(outcome.to_bytes(), status=outcome.status, content_type="application/json")
     if outcome.replayed:
         response["Idempotent-Replayed"] = "true"
     return response
 
 
 async def _publish(request: HttpRequest, route: str, items: list[PublishIn]) -> HttpResponse:
+    """The ninja side of publishing; without ``Idempotency-Key`` the worker serves these routes with
+    ``service.notifications.publish_route`` (the same functions, without Django's request machinery)."""
     principal: KeyPrincipal = request.auth  # type: ignore[attr-defined]
-    tenant = principal.tenant
-    prefix = "notifications[{}]." if route == "batch" else ""
-    encoded = [
-        (item, publish.encoded_data(item, tenant, prefix.format(i) + "data")) for i, item in enumerate(items)
-    ]
+    encoded = publish.encoded_items(route, items, principal.tenant)
     key = _idempotency_key(request)
     # "The same body" is equal JSON after parsing: hash the parsed request, not its bytes.
     body_hash = publish.request_hash(route, jsonbody.parse(request.body)) if key is not None else None
-    pool = publish.direct_pool() if key is None else None
-    if pool is not None:  # one statement on the worker's loop: no thread hop, no search_path round trip
-        outcome = await publish.publish_direct(pool, tenant, encoded)
-    else:
-        outcome = await run_db(publish.publish, tenant, encoded, idempotency_key=key, body_hash=body_hash)
-    return _respond(outcome)
+    return _respond(await publish.store(principal.tenant, encoded, idempotency_key=key, body_hash=body_hash))
 
 
 @router.post(

@@ -7,9 +7,11 @@ domain.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from django.http import HttpRequest
 from django.utils import timezone
@@ -35,9 +37,32 @@ class KeyPrincipal:
 
 
 async def _lookup(cache: TtlCache[K, V], load: Callable[[K], V | None], key: K) -> V | None:
-    """A cache hit costs no thread hop; a miss runs the loader (which fills the cache) in the ORM's pool."""
+    """A cache hit costs no thread hop; a miss runs the loader (which fills the cache) in the ORM's pool,
+    once per event loop however many requests miss at the same time (an entry expiring under 32 publishes
+    in flight is one query, not 32)."""
     found, value = cache.get(key)
-    return value if found else await run_db(load, key)
+    if found:
+        return value
+    loop = asyncio.get_running_loop()
+    flight = (loop, load, key)
+    task = _loading.get(flight)
+    if task is None:
+        task = loop.create_task(run_db(load, key))
+        _loading[flight] = task
+        task.add_done_callback(functools.partial(_landed, flight))
+    return cast("V | None", await asyncio.shield(task))
+
+
+_loading: dict[tuple[asyncio.AbstractEventLoop, Callable[[Any], Any], Any], asyncio.Task[Any]] = {}
+
+
+def _landed(
+    flight: tuple[asyncio.AbstractEventLoop, Callable[[Any], Any], Any], task: asyncio.Task[Any]
+) -> None:
+    if _loading.get(flight) is task:
+        del _loading[flight]
+    if not task.cancelled():
+        task.exception()  # retrieved: when every waiter went away, asyncio would log it as never retrieved
 
 
 async def tenant_by_id(tenant_id: int) -> TenantInfo | None:
@@ -110,6 +135,15 @@ def bearer(header: str | None) -> str | None:
     return value.strip()
 
 
+async def api_key_principal(authorization: str | None, host: str) -> KeyPrincipal:
+    """The tenant backend behind an ``Authorization`` header value (``Bearer bk_...``) on ``host``: every
+    route that takes an API key (ninja's ``ApiKeyAuth`` and the lean publish route) calls this."""
+    raw = bearer(authorization)
+    if authorization and raw is None:
+        raise unauthenticated("use Authorization: Bearer <API key>")
+    return await authenticate_api_key(raw, host)
+
+
 def _raw_host(request: HttpRequest) -> str:
     """The ``Host`` header as sent (Django's ``get_host`` refuses some valid forms, such as ``host:``)."""
     return str(request.META.get("HTTP_HOST", ""))
@@ -121,11 +155,7 @@ class ApiKeyAuth(HttpBearer):
     is_async = True
 
     async def __call__(self, request: HttpRequest) -> Any:
-        header = request.headers.get("Authorization")
-        raw = bearer(header)
-        if header and raw is None:
-            raise unauthenticated("use Authorization: Bearer <API key>")
-        return await authenticate_api_key(raw, _raw_host(request))
+        return await api_key_principal(request.headers.get("Authorization"), _raw_host(request))
 
     def authenticate(self, request: HttpRequest, token: str) -> Any:  # pragma: no cover - __call__ is used
         raise NotImplementedError

@@ -8,6 +8,7 @@ any later one can take larger ids. Replay can then trust ``id > last_event_id`` 
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import math
@@ -28,6 +29,7 @@ from psycopg_pool import AsyncConnectionPool
 from service import jsonbody
 from service.broker import default_broker
 from service.broker.base import Announcement, Row
+from service.db import run_db
 from service.errors import ApiError
 from service.notifications import validation as v
 from service.notifications.schemas import PublishIn
@@ -46,6 +48,10 @@ class Outcome:
     status: int
     body: dict[str, Any]
     replayed: bool = False
+
+    def to_bytes(self) -> bytes:
+        """The response body as both publish routes send it."""
+        return json.dumps(self.body).encode()
 
 
 def request_hash(route: str, body: Any) -> str:
@@ -67,6 +73,13 @@ def encoded_data(item: PublishIn, tenant: TenantInfo, field: str) -> str:
             field=field,
         )
     return data_json
+
+
+def encoded_items(route: str, items: list[PublishIn], tenant: TenantInfo) -> list[tuple[PublishIn, str]]:
+    """Each item with its encoded ``data``; ``413`` naming ``data`` (``notifications[i].data`` in a batch)
+    when one is larger than the tenant's limit."""
+    prefix = "notifications[{}]." if route == "batch" else ""
+    return [(item, encoded_data(item, tenant, prefix.format(i) + "data")) for i, item in enumerate(items)]
 
 
 @dataclass(frozen=True)
@@ -216,7 +229,7 @@ def _store(cursor: Any, tenant: TenantInfo, pending: list[_Pending], now: dateti
     return stored
 
 
-# --- the common case without a thread: no Idempotency-Key, the statement announces by itself -------------
+# --- the common case without a thread: no Idempotency-Key; NOTIFY from the statement, Redis from the loop --
 _direct: tuple[asyncio.AbstractEventLoop, AsyncConnectionPool] | None = None
 
 
@@ -229,8 +242,12 @@ def use_direct_pool(pool: AsyncConnectionPool | None) -> None:
 
 def direct_pool() -> AsyncConnectionPool | None:
     """The pool for :func:`publish_direct`, or ``None``: outside the worker's own loop (tests calling views
-    through Django's client), or when announcing needs Python (a broker outside PostgreSQL)."""
-    if _direct is None or (default_broker().database_channel is None and settings.PUBLISH_ANNOUNCE):
+    through Django's client), or when announcing needs Django's transaction (a broker outside PostgreSQL
+    that cannot announce from the loop)."""
+    if _direct is None:
+        return None
+    broker = default_broker()
+    if broker.database_channel is None and settings.PUBLISH_ANNOUNCE and not broker.announces_async:
         return None
     loop, pool = _direct
     try:
@@ -238,6 +255,12 @@ def direct_pool() -> AsyncConnectionPool | None:
     except RuntimeError:
         return None
     return pool if running is loop else None
+
+
+@functools.lru_cache(maxsize=1024)
+def _publish_query(schema: str) -> sql.Composed:
+    """``SELECT "schema".beacon_publish(...)``, composed once per tenant schema."""
+    return sql.SQL("SELECT {}." + _PUBLISH_CALL).format(sql.Identifier(schema))
 
 
 async def publish_direct(
@@ -249,7 +272,7 @@ async def publish_direct(
     pending = expand(items, tenant)
     now = timezone.now()
     call = _call(tenant, pending, now)
-    query = sql.SQL("SELECT {}." + _PUBLISH_CALL).format(sql.Identifier(tenant.schema))
+    query = _publish_query(tenant.schema)
     try:
         async with pool.connection() as conn:
             cur = await conn.execute(query, call.args)
@@ -260,8 +283,25 @@ async def publish_direct(
         raise
     assert row is not None
     stored = _rows(row[0], pending, call, now)
+    if settings.PUBLISH_ANNOUNCE and call.channel is None:  # Redis: after the autocommit, from the loop
+        await default_broker().announce_committed(Announcement(tenant.schema, stored, sent_at=call.sent_at))
     metrics.NOTIFICATIONS_INGESTED.labels(metrics.tenant_label(tenant.slug)).inc(len(stored))
     return Outcome(201, _body_of(stored))
+
+
+async def store(
+    tenant: TenantInfo,
+    items: list[tuple[PublishIn, str]],
+    *,
+    idempotency_key: str | None = None,
+    body_hash: str | None = None,
+) -> Outcome:
+    """Publish from async code: :func:`publish_direct` on the worker's loop when it applies, else
+    :func:`publish` in a pool thread (an ``Idempotency-Key``, a test's loop, a broker outside PostgreSQL)."""
+    pool = direct_pool() if idempotency_key is None else None
+    if pool is not None:  # one statement on the worker's loop: no thread hop, no search_path round trip
+        return await publish_direct(pool, tenant, items)
+    return await run_db(publish, tenant, items, idempotency_key=idempotency_key, body_hash=body_hash)
 
 
 def _body_of(stored: list[Row]) -> dict[str, Any]:

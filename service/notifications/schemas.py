@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from ninja import Schema
 from pydantic import (
+    BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
@@ -41,16 +42,23 @@ PageLimit = Annotated[int, BeforeValidator(_digits)]  # bounds (1-100) are given
 Cursor = Annotated[StrictStr, StringConstraints(pattern=r"^[0-9]{1,19}$")]
 
 
+class InputModel(BaseModel):
+    """Base of request bodies: pydantic itself, not ninja's ``Schema``, whose wrap validator (built to read
+    Django model instances through ``DjangoGetter``) validates a body twice when ``extra`` is forbidden: 14 %
+    of a worker's time on the publish path. Same config as ``Schema`` (``from_attributes``), so the same
+    errors; ninja documents and validates plain pydantic models alike."""
+
+    model_config = ConfigDict(from_attributes=True, extra="forbid")
+
+
 def _target(value: str, what: str) -> str:
     if not v.valid_target_id(value):
         raise PydanticCustomError("invalid_field", f"{what} must be 1-256 printable characters")
     return value
 
 
-class PublishIn(Schema):
+class PublishIn(InputModel):
     """One notification: exactly one of ``recipient``, ``recipients``, ``topic`` or ``broadcast: true``."""
-
-    model_config = ConfigDict(extra="forbid")
 
     recipient: TargetId | None = None
     recipients: Annotated[list[TargetId], Field(min_length=1, max_length=v.MAX_RECIPIENTS)] | None = None
@@ -111,10 +119,21 @@ class PublishIn(Schema):
         return self
 
 
-class BatchIn(Schema):
-    model_config = ConfigDict(extra="forbid")
-
+class BatchIn(InputModel):
     notifications: Annotated[list[PublishIn], Field(min_length=1, max_length=v.MAX_BATCH)]
+
+
+class PublishBody(BaseModel):
+    """The body of ``POST /v1/notifications`` as ninja validates it (its view argument is ``payload``); the
+    lean publish route validates with it so that both give the same errors (``service.api.validated_payload``)."""
+
+    payload: PublishIn
+
+
+class BatchBody(BaseModel):
+    """The body of ``POST /v1/notifications/batch``, as ``PublishBody``."""
+
+    payload: BatchIn
 
 
 class StoredOut(Schema):
@@ -129,9 +148,7 @@ class PublishOut(Schema):
     notifications: list[StoredOut]
 
 
-class TokenIn(Schema):
-    model_config = ConfigDict(extra="forbid")
-
+class TokenIn(InputModel):
     recipient: TargetId
     topics: Annotated[list[TargetId], Field(max_length=100)] = Field(default_factory=list)
     ttl: StrictInt = Field(default=3600, ge=1, le=86_400)
