@@ -13,6 +13,12 @@ same requests: a request line and headers of more than ``MAX_HEAD_BYTES`` (httpt
 An absolute-form target (``GET http://host/path``) replaces ``Host`` with the target's authority (RFC 9112
 section 3.2.2); uvicorn's h11 protocol keeps such a target as the path, which no route matches (404).
 
+Beacon serves no WebSocket: uvicorn runs with ``ws="none"``, so an ``Upgrade: websocket`` request is an
+ordinary HTTP request answered by its route (RFC 9110 section 7.8 lets a server ignore ``Upgrade``). With the
+websocket protocol on (uvicorn's default when ``websockets`` is installed) the upgrade reached Django, which
+refuses websocket scopes with an exception: a plain-text ``500`` and a traceback for any client's request.
+uvicorn's warning for an ignored upgrade (which advises installing a WebSocket library) is logged at debug.
+
 The protocols are uvicorn's (httptools when installed, which production has; h11 otherwise), each with those
 two answers replaced; ``BeaconWorker`` is gunicorn's ``uvicorn_worker.UvicornWorker`` serving them
 (``deploy/gunicorn.conf.py``'s ``worker_class``; ``make run`` uses the same config). The event loop stays
@@ -69,8 +75,16 @@ def _answer_500_in_shape(cycle: Any) -> None:
     cycle.send_500_response = functools.partial(_send_json_500, cycle)
 
 
+def _ignored_upgrade(protocol: Any) -> None:
+    """An ``Upgrade`` header Beacon ignores (no WebSocket, no h2c): the request is served as plain HTTP."""
+    protocol.logger.debug("Upgrade header ignored: the request is served as HTTP/1.1.")
+
+
 class H11Protocol(h11_impl.H11Protocol):
     """uvicorn's h11 protocol with JSON ``400 bad_request`` and ``500 internal_error``."""
+
+    def _unsupported_upgrade_warning(self) -> None:
+        _ignored_upgrade(self)
 
     def send_400_response(self, msg: str) -> None:
         headers = [
@@ -130,6 +144,9 @@ if importlib.util.find_spec("httptools") is not None:
         _head_bytes = 0  # bytes received since the current request began, while its head is incomplete
         _exact = 0  # bytes of the current request's target and header lines, as parsed
 
+        def _unsupported_upgrade_warning(self) -> None:
+            _ignored_upgrade(self)
+
         def data_received(self, data: bytes) -> None:
             if self._in_head:
                 self._head_bytes += len(data)
@@ -178,10 +195,12 @@ if importlib.util.find_spec("httptools") is not None:
 
 
 class BeaconWorker(UvicornWorker):
-    """gunicorn's uvicorn worker serving ``HttpProtocol`` (httptools when installed, else h11)."""
+    """gunicorn's uvicorn worker serving ``HttpProtocol`` (httptools when installed, else h11), without
+    WebSocket support."""
 
     CONFIG_KWARGS: dict[str, Any] = {
         "loop": "auto",
         "http": HttpProtocol,
+        "ws": "none",  # no WebSocket route: an upgrade is served as plain HTTP (see the module docstring)
         "h11_max_incomplete_event_size": MAX_HEAD_BYTES,
     }
