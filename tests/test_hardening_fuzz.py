@@ -11,6 +11,9 @@ Each table row is an input a hostile client or a fuzzer sends, with the answer i
 - A stream whose client closed the connection while a pipelined request waited behind it: every later write
   raised uvloop's ``RuntimeError`` (uvicorn never marked the stream's cycle disconnected), a traceback per
   heartbeat. Now the stream ends as a client disconnect.
+- The stream parsed cookies and repeated headers its own way: a quoted ``beacon_token`` cookie, spaces around
+  ``=`` or two ``beacon_token`` cookies gave ``200`` on the inbox and ``401`` on the stream (or the
+  reverse); two ``Last-Event-ID`` headers took the last one. Now the stream reads them as Django does.
 """
 
 from __future__ import annotations
@@ -232,6 +235,47 @@ def test_a_stream_reset_by_its_client_behind_a_pipelined_request_ends_cleanly(
 
 def _open_streams(server: Server) -> int:
     return int(httpx.get(server.url + "/readyz", timeout=5).json()["checks"]["streams"])
+
+
+# --- One request, one answer: the stream reads headers and cookies as Django does for the inbox ---------------
+def _status(url: str, path: str, headers: list[bytes]) -> int:
+    """The status of ``GET path`` with raw header lines (the stream's is read from its first line)."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n".encode()
+            + b"".join(h + b"\r\n" for h in headers)
+            + b"Connection: close\r\n\r\n"
+        )
+        data = b""
+        while b"\r\n" not in data and (part := sock.recv(4096)):
+            data += part
+    return int(data.split(b" ")[1])
+
+
+def test_the_stream_and_the_inbox_read_cookies_and_repeated_headers_alike(server: Server, acme: Api):
+    token = acme.token(unique()).encode()
+    cases: dict[str, list[bytes]] = {
+        "plain cookie": [b"Cookie: beacon_token=" + token],
+        "quoted cookie": [b'Cookie: beacon_token="' + token + b'"'],
+        "spaces around =": [b"Cookie: beacon_token = " + token],
+        "bad, then good": [b"Cookie: beacon_token=bad; beacon_token=" + token],
+        "good, then bad": [b"Cookie: beacon_token=" + token + b"; beacon_token=bad"],
+        "other cookies": [b"Cookie: a=1;beacon_token=" + token + b";"],
+        "name in upper case": [b"Cookie: BEACON_TOKEN=" + token],
+        "two Authorization headers": [b"Authorization: Bearer " + token] * 2,
+        "bad, then good Authorization": [b"Authorization: Bearer bad", b"Authorization: Bearer " + token],
+    }
+    for name, headers in cases.items():
+        inbox = _status(server.url, "/v1/inbox/unread-count", headers)
+        stream = _status(server.url, "/v1/stream", headers)
+        assert inbox in {200, 401} and stream == inbox, (name, inbox, stream)
+
+
+def test_a_repeated_last_event_id_is_refused_not_the_last_one_taken(server: Server, acme: Api):
+    auth = b"Authorization: Bearer " + acme.token(unique()).encode()
+    assert _status(server.url, "/v1/stream", [auth, b"Last-Event-ID: x", b"Last-Event-ID: 5"]) == 400
+    assert _status(server.url, "/v1/stream", [auth, b"Last-Event-ID: 0"]) == 200
 
 
 def test_query_problem_names_the_field_as_parse_qsl_splits_it():

@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from django.conf import settings
+from django.http.cookie import parse_cookie
 
 from service import cors
 from service.errors import ApiError, unauthenticated
@@ -41,12 +42,17 @@ MAX_COALESCED_BYTES = 64 * 1024  # ...up to about this many bytes
 
 
 class Request:
-    """The few things the stream needs from an ASGI scope."""
+    """The few things the stream needs from an ASGI scope, read by the rules Django's request uses on the
+    other routes, so one request gets the same answer from the stream and from the inbox: a header sent
+    twice is its values joined with ``,`` (``Last-Event-ID: 5`` twice is ``5,5``: refused, not the last one
+    silently), and cookies are parsed by Django's ``parse_cookie`` (quoted values, spaces around ``=``, the
+    last of two ``beacon_token`` cookies wins)."""
 
     def __init__(self, scope: Scope) -> None:
         self.headers: dict[str, str] = {}
-        for name, value in scope.get("headers", ()):
-            self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+        for raw_name, raw_value in scope.get("headers", ()):
+            name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
+            self.headers[name] = f"{self.headers[name]},{value}" if name in self.headers else value
         self.query = {k: v[-1] for k, v in parse_qs(scope.get("query_string", b"").decode("latin-1")).items()}
         self.host = self.headers.get("host", "")
         self.scheme = scope.get("scheme", "http")
@@ -57,11 +63,7 @@ class Request:
         return cors.own_origin(self.scheme, self.host)
 
     def cookie(self, name: str) -> str | None:
-        for part in self.headers.get("cookie", "").split(";"):
-            key, _, value = part.strip().partition("=")
-            if key == name:
-                return value
-        return None
+        return parse_cookie(self.headers.get("cookie", "")).get(name)
 
 
 def parse_last_event_id(request: Request) -> int | None:
