@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.conf import settings
 from django.http import HttpRequest, HttpResponseBase
 
 from service.errors import ApiError
@@ -29,7 +30,14 @@ def query_problem(query_string: bytes) -> ApiError | None:
     ``?recipient=%ff`` read the inbox of a recipient named ``"\ufffd"`` instead of being refused (RFC 3986
     section 2.5: the octets of a URI component are UTF-8). Pairs are split as ``parse_qsl`` does (``&``,
     ``+`` is a space), so the name in ``field`` is the one the route would have seen.
+
+    More than ``DATA_UPLOAD_MAX_NUMBER_FIELDS`` (1000) parameters is ``400 bad_request``: Django raises
+    ``TooManyFieldsSent`` when a route reads such a query, which was a ``500`` and a traceback. Counted as
+    Django counts them (``&`` separators plus one).
     """
+    limit = settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
+    if limit is not None and query_string and query_string.count(b"&") + 1 > limit:
+        return ApiError(400, "bad_request", f"a request has at most {limit} query parameters")
     for pair in query_string.split(b"&"):
         if not pair:
             continue

@@ -6,6 +6,8 @@ Each table row is an input a hostile client or a fuzzer sends, with the answer i
   Django, which refuses websocket scopes): Beacon serves no WebSocket, the request is plain HTTP.
 - A query parameter whose percent-decoding is not UTF-8 (``%ff``, ``%C0%AF``, ``%ED%A0%80``) was decoded to
   U+FFFD: ``?recipient=%ff`` listed the notifications of recipient ``"\\ufffd"``. Now ``422 invalid_field``.
+- More than 1000 query parameters (Django's ``TooManyFieldsSent``) on ``GET /v1/notifications`` and
+  ``/v1/inbox`` was a ``500``; now ``400 bad_request`` on every ``/v1`` route.
 - The demo routes: a NUL in ``/demo/publish``'s text was a ``500``; a missing CSRF token and a multipart
   body without a boundary were Django's HTML pages. Now the error shape.
 - A stream whose client closed the connection while a pipelined request waited behind it: every later write
@@ -159,6 +161,31 @@ def test_utf8_query_values_still_work(acme: Api):
     # "+" is a space and "%2B" a plus, as ever
     plus = acme.client.get("/v1/notifications?recipient=a+b%2Bc", headers=acme.headers())
     assert plus.status_code == 200, plus.text
+
+
+# --- More query parameters than Django reads -------------------------------------------------------------
+def test_more_than_1000_query_parameters_is_400_on_every_route(acme: Api):
+    """Django raises ``TooManyFieldsSent`` past ``DATA_UPLOAD_MAX_NUMBER_FIELDS``: it was a ``500``."""
+    for name, (path, headers) in _routes(acme).items():
+        at_limit = path.format("1") + "".join(f"&p{i}=1" for i in range(1000 - path.count("&") - 1))
+        too_many = at_limit + "&one=more"
+        response = acme.client.get(too_many, headers=headers)
+        assert response.status_code == 400, (name, response.text[:200])
+        assert response.json()["error"]["code"] == "bad_request", name
+        if name.startswith("stream"):
+            continue  # a 200 stream would not end
+        assert acme.client.get(at_limit, headers=headers).status_code != 400, name
+
+
+def test_a_suspicious_operation_inside_a_route_is_400_not_500():
+    from django.core.exceptions import TooManyFieldsSent
+    from django.test import RequestFactory
+
+    from service.api import api
+
+    response = api.on_exception(RequestFactory().get("/v1/inbox"), TooManyFieldsSent("too many"))
+    assert response.status_code == 400
+    assert json.loads(response.content)["error"]["code"] == "bad_request"
 
 
 # --- The demo routes ------------------------------------------------------------------------------------------
