@@ -6,6 +6,8 @@ Each table row is an input a hostile client or a fuzzer sends, with the answer i
   Django, which refuses websocket scopes): Beacon serves no WebSocket, the request is plain HTTP.
 - A query parameter whose percent-decoding is not UTF-8 (``%ff``, ``%C0%AF``, ``%ED%A0%80``) was decoded to
   U+FFFD: ``?recipient=%ff`` listed the notifications of recipient ``"\\ufffd"``. Now ``422 invalid_field``.
+- An HTTP/1.0 request got ``Transfer-Encoding: chunked`` (uvicorn's httptools protocol): the client read
+  chunk sizes as body (``d\\r\\n{"unread": 0}...`` is not JSON). Now close-delimited.
 - More than 1000 query parameters (Django's ``TooManyFieldsSent``) on ``GET /v1/notifications`` and
   ``/v1/inbox`` was a ``500``; now ``400 bad_request`` on every ``/v1`` route.
 - The demo routes: a NUL in ``/demo/publish``'s text was a ``500``; a missing CSRF token and a multipart
@@ -161,6 +163,50 @@ def test_utf8_query_values_still_work(acme: Api):
     # "+" is a space and "%2B" a plus, as ever
     plus = acme.client.get("/v1/notifications?recipient=a+b%2Bc", headers=acme.headers())
     assert plus.status_code == 200, plus.text
+
+
+# --- HTTP/1.0: no chunked responses (RFC 9112 section 6.1) ------------------------------------------------
+def _read_http10(url: str, request: bytes, until: bytes | None = None) -> tuple[bytes, bytes, bool]:
+    """(head, body, closed): read until the server closes, or until ``until`` appears (a stream)."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(request)
+        data, closed = b"", False
+        while until is None or until not in data:
+            part = sock.recv(65536)
+            if not part:
+                closed = True
+                break
+            data += part
+    head, _, body = data.partition(b"\r\n\r\n")
+    return head.lower(), body, closed
+
+
+@pytest.mark.parametrize("keep_alive", [b"", b"Connection: keep-alive\r\n"], ids=["plain", "keep-alive"])
+def test_http10_responses_are_close_delimited_not_chunked(server: Server, acme: Api, keep_alive: bytes):
+    token = acme.token(unique()).encode()
+    auth = b"Authorization: Bearer " + token + b"\r\n"
+    for path, expected in [
+        (b"/v1/inbox/unread-count", {"unread": 0}),
+        (b"/v1/nope", None),
+        (b"/healthz", None),
+    ]:
+        request = b"GET " + path + b" HTTP/1.0\r\nHost: 127.0.0.1\r\n" + auth + keep_alive + b"\r\n"
+        head, body, closed = _read_http10(server.url, request)
+        assert b"transfer-encoding" not in head, (path, head)
+        assert closed, path
+        document = json.loads(body)  # the exact JSON, no chunk sizes around it
+        if expected is not None:
+            assert document == expected, (path, body)
+    stream = b"GET /v1/stream HTTP/1.0\r\nHost: 127.0.0.1\r\n" + auth + keep_alive + b"\r\n"
+    head, body, _ = _read_http10(server.url, stream, until=b"beacon.unread")
+    assert head.startswith(b"http/1.1 200") and b"transfer-encoding" not in head, head
+    assert body.startswith(b"retry: "), body[:80]
+    # an HTTP/1.1 client still gets chunked answers (keep-alive needs them)
+    head11, _, _ = _read_http10(
+        server.url, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    assert b"transfer-encoding: chunked" in head11
 
 
 # --- More query parameters than Django reads -------------------------------------------------------------
