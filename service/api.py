@@ -13,6 +13,7 @@ from typing import Any
 
 import pydantic
 import sentry_sdk
+from django.core.exceptions import SuspiciousOperation
 from django.http import HttpRequest, HttpResponse
 from django.utils.http import parse_header_parameters
 from ninja import NinjaAPI, Swagger
@@ -166,6 +167,15 @@ def _http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
         exc.status_code, "bad_request"
     )
     return ApiError(exc.status_code, code, str(exc)).to_response()
+
+
+@api.exception_handler(SuspiciousOperation)
+def _suspicious(request: HttpRequest, exc: SuspiciousOperation) -> HttpResponse:
+    """What Django refuses while reading a request (too many query fields, ...): a client error, ``400``
+    as Django's own handler answers it, never a ``500`` (``service.http.query_problem`` refuses the known
+    ones before a route runs)."""
+    log.warning("request refused by Django in %s %s: %s", request.method, request.path, type(exc).__name__)
+    return ApiError(400, "bad_request", "the request could not be read").to_response()
 
 
 @api.exception_handler(Exception)

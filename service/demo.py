@@ -12,6 +12,7 @@ from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_POST
+from pydantic import ValidationError
 
 from service.db import run_db
 from service.errors import ApiError
@@ -63,9 +64,14 @@ async def publish(request: HttpRequest) -> HttpResponse:
     try:
         tenant = await _tenant()
         text = str(request.POST.get("text", ""))[:500] or "Hello from Beacon"
-        item = PublishIn.model_validate(
-            {"recipient": DEMO_RECIPIENT, "event": "demo.message", "data": {"text": text}}
-        )
+        try:
+            item = PublishIn.model_validate(
+                {"recipient": DEMO_RECIPIENT, "event": "demo.message", "data": {"text": text}}
+            )
+        except ValidationError:  # a NUL in the text: jsonb cannot store it (service.jsonbody)
+            raise ApiError(
+                422, "invalid_field", "text: must be text PostgreSQL can store", field="text"
+            ) from None
         encoded = publishing.encoded_data(item, tenant, "data")
         outcome = await run_db(publishing.publish, tenant, [(item, encoded)])
     except ApiError as exc:

@@ -8,7 +8,8 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
-from django.http import HttpResponse
+from django.http import HttpRequest, HttpResponse
+from django.views import csrf, defaults
 
 
 class ApiError(Exception):
@@ -75,3 +76,30 @@ def json_404(request: object, exception: Exception | None = None) -> HttpRespons
 def json_500(request: object) -> HttpResponse:
     """Django's ``handler500``."""
     return ApiError(500, "internal_error", "internal error").to_response()
+
+
+def _admin(request: HttpRequest) -> bool:
+    """The staff's HTML admin keeps Django's own pages: a person reads them in a browser."""
+    return request.path.startswith("/admin/")
+
+
+def json_400(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """Django's ``handler400``: a request Django refused on its own (a multipart body without a boundary, a
+    form over ``DATA_UPLOAD_MAX_NUMBER_FIELDS``...) on the demo routes was an HTML page."""
+    if _admin(request):
+        return defaults.bad_request(request, exception or Exception())
+    return ApiError(400, "bad_request", "the request could not be read").to_response()
+
+
+def json_403(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """Django's ``handler403``."""
+    if _admin(request):
+        return defaults.permission_denied(request, exception or Exception())
+    return ApiError(403, "forbidden", "this request is not allowed").to_response()
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """``CSRF_FAILURE_VIEW``: ``POST /demo/publish`` without the page's CSRF token was an HTML ``403``."""
+    if _admin(request):
+        return csrf.csrf_failure(request, reason)
+    return ApiError(403, "forbidden", f"CSRF verification failed: {reason}".rstrip(": ")).to_response()

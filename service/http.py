@@ -7,9 +7,10 @@ import re
 import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import unquote_to_bytes
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.conf import settings
 from django.http import HttpRequest, HttpResponseBase
 
 from service.errors import ApiError
@@ -21,12 +22,38 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # Unicode category Cc: C0, DEL a
 
 
 def query_problem(query_string: bytes) -> ApiError | None:
-    """``422 invalid_field`` naming the first query parameter whose name or value (percent-decoded) holds a
-    control character; no route takes one, and PostgreSQL text cannot hold NUL."""
-    pairs = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True, errors="replace")
-    for name, value in pairs:
+    """``422 invalid_field`` naming the first query parameter whose name or value, percent-decoded, is not
+    UTF-8 or holds a control character; else ``None``.
+
+    No route takes either: PostgreSQL text cannot hold NUL, and Django (like ``parse_qsl``) decodes invalid
+    UTF-8 (``%ff``, the overlong ``%C0%AF``, the encoded surrogate ``%ED%A0%80``) to U+FFFD, so
+    ``?recipient=%ff`` read the inbox of a recipient named ``"\ufffd"`` instead of being refused (RFC 3986
+    section 2.5: the octets of a URI component are UTF-8). Pairs are split as ``parse_qsl`` does (``&``,
+    ``+`` is a space), so the name in ``field`` is the one the route would have seen.
+
+    More than ``DATA_UPLOAD_MAX_NUMBER_FIELDS`` (1000) parameters is ``400 bad_request``: Django raises
+    ``TooManyFieldsSent`` when a route reads such a query, which was a ``500`` and a traceback. Counted as
+    Django counts them (``&`` separators plus one).
+    """
+    limit = settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
+    if limit is not None and query_string and query_string.count(b"&") + 1 > limit:
+        return ApiError(400, "bad_request", f"a request has at most {limit} query parameters")
+    for pair in query_string.split(b"&"):
+        if not pair:
+            continue
+        raw_name, _, raw_value = pair.partition(b"=")
+        name_bytes = unquote_to_bytes(raw_name.replace(b"+", b" "))
+        value_bytes = unquote_to_bytes(raw_value.replace(b"+", b" "))
+        name = name_bytes.decode("utf-8", errors="replace")
+        field = _CONTROL.sub("?", name)
+        try:
+            name_bytes.decode("utf-8")
+            value = value_bytes.decode("utf-8")
+        except UnicodeDecodeError:
+            return ApiError(
+                422, "invalid_field", f"{field}: the percent-decoded bytes are not UTF-8", field=field
+            )
         if _CONTROL.search(name) or _CONTROL.search(value):
-            field = _CONTROL.sub("?", name)
             return ApiError(422, "invalid_field", f"{field}: control characters are not allowed", field=field)
     return None
 

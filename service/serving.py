@@ -13,6 +13,15 @@ same requests: a request line and headers of more than ``MAX_HEAD_BYTES`` (httpt
 An absolute-form target (``GET http://host/path``) replaces ``Host`` with the target's authority (RFC 9112
 section 3.2.2); uvicorn's h11 protocol keeps such a target as the path, which no route matches (404).
 
+A response to an HTTP/1.0 request without ``Content-Length`` is close-delimited, as h11 does, instead of
+chunked (``_close_delimited_for_http10``).
+
+Beacon serves no WebSocket: uvicorn runs with ``ws="none"``, so an ``Upgrade: websocket`` request is an
+ordinary HTTP request answered by its route (RFC 9110 section 7.8 lets a server ignore ``Upgrade``). With the
+websocket protocol on (uvicorn's default when ``websockets`` is installed) the upgrade reached Django, which
+refuses websocket scopes with an exception: a plain-text ``500`` and a traceback for any client's request.
+uvicorn's warning for an ignored upgrade (which advises installing a WebSocket library) is logged at debug.
+
 The protocols are uvicorn's (httptools when installed, which production has; h11 otherwise), each with those
 two answers replaced; ``BeaconWorker`` is gunicorn's ``uvicorn_worker.UvicornWorker`` serving them
 (``deploy/gunicorn.conf.py``'s ``worker_class``; ``make run`` uses the same config). The event loop stays
@@ -69,8 +78,16 @@ def _answer_500_in_shape(cycle: Any) -> None:
     cycle.send_500_response = functools.partial(_send_json_500, cycle)
 
 
+def _ignored_upgrade(protocol: Any) -> None:
+    """An ``Upgrade`` header Beacon ignores (no WebSocket, no h2c): the request is served as plain HTTP."""
+    protocol.logger.debug("Upgrade header ignored: the request is served as HTTP/1.1.")
+
+
 class H11Protocol(h11_impl.H11Protocol):
     """uvicorn's h11 protocol with JSON ``400 bad_request`` and ``500 internal_error``."""
+
+    def _unsupported_upgrade_warning(self) -> None:
+        _ignored_upgrade(self)
 
     def send_400_response(self, msg: str) -> None:
         headers = [
@@ -105,6 +122,42 @@ def absolute_form_authority(target: bytes) -> bytes | None:
     return _AUTHORITY_END.split(rest, maxsplit=1)[0]
 
 
+_UNBOUNDED = 2**63  # "Content-Length" uvicorn counts down while a close-delimited body is written
+
+
+def _close_delimited_for_http10(cycle: Any) -> None:
+    """An HTTP/1.0 request's response without ``Content-Length`` ends when the connection closes, instead of
+    uvicorn's ``Transfer-Encoding: chunked``: RFC 9112 section 6.1, a server MUST NOT send
+    ``Transfer-Encoding`` to a request that does not indicate HTTP/1.1. An HTTP/1.0 client (``curl -0``, a
+    proxy speaking 1.0) read the chunk sizes as body: ``d\r\n{"unread": 0}\r\n0\r\n\r\n`` is not JSON,
+    and a stream's frames were cut by size lines. uvicorn's httptools cycle counts a ``Content-Length`` down
+    as it writes: it is given an unbounded one, then exactly the last message's size, and HTTP/1.0 cycles
+    always close the connection after the response.
+    """
+    original = cycle.send
+    close_delimited = False
+
+    async def send(message: Any) -> None:
+        nonlocal close_delimited
+        if message["type"] == "http.response.start" and not cycle.response_started:
+            names = {name.lower() for name, _ in message.get("headers", ())}
+            status = message["status"]
+            if (
+                not {b"content-length", b"transfer-encoding"} & names
+                and status >= 200
+                and status not in (204, 304)
+            ):
+                close_delimited = True
+                cycle.chunked_encoding = False
+                cycle.expected_content_length = _UNBOUNDED
+                cycle.keep_alive = False
+        elif close_delimited and message["type"] == "http.response.body" and not message.get("more_body"):
+            cycle.expected_content_length = len(message.get("body", b""))
+        await original(message)
+
+    cycle.send = send
+
+
 def _bad_request_bytes(default_headers: list[tuple[bytes, bytes]]) -> bytes:
     content = [b"HTTP/1.1 400 Bad Request\r\n"]
     for name, value in default_headers:  # Server and Date, as uvicorn's own answer
@@ -129,6 +182,9 @@ if importlib.util.find_spec("httptools") is not None:
         _in_head = True
         _head_bytes = 0  # bytes received since the current request began, while its head is incomplete
         _exact = 0  # bytes of the current request's target and header lines, as parsed
+
+        def _unsupported_upgrade_warning(self) -> None:
+            _ignored_upgrade(self)
 
         def data_received(self, data: bytes) -> None:
             if self._in_head:
@@ -172,16 +228,20 @@ if importlib.util.find_spec("httptools") is not None:
         def _start_asgi_task(self, cycle: Any, app: Any) -> None:
             # Every cycle, pipelined ones included, starts here (uvicorn 0.30+).
             _answer_500_in_shape(cycle)
+            if cycle.scope["http_version"] == "1.0" and cycle.scope["method"] != "HEAD":
+                _close_delimited_for_http10(cycle)  # h11 does this on its own
             super()._start_asgi_task(cycle, app)
 
     HttpProtocol = HttpToolsProtocol
 
 
 class BeaconWorker(UvicornWorker):
-    """gunicorn's uvicorn worker serving ``HttpProtocol`` (httptools when installed, else h11)."""
+    """gunicorn's uvicorn worker serving ``HttpProtocol`` (httptools when installed, else h11), without
+    WebSocket support."""
 
     CONFIG_KWARGS: dict[str, Any] = {
         "loop": "auto",
         "http": HttpProtocol,
+        "ws": "none",  # no WebSocket route: an upgrade is served as plain HTTP (see the module docstring)
         "h11_max_incomplete_event_size": MAX_HEAD_BYTES,
     }

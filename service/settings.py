@@ -110,6 +110,7 @@ STORAGES = {
     "staticfiles": {"BACKEND": "service.staticfiles.Storage"},
 }
 DATA_UPLOAD_MAX_MEMORY_SIZE = 16 * 1024 * 1024 + 1024  # the batch limit; finer limits are checked per route
+CSRF_FAILURE_VIEW = "service.errors.csrf_failure"  # the error shape outside the admin (service/errors.py)
 
 # --- Beacon -------------------------------------------------------------------------------------------
 HEARTBEAT_SECONDS = env_float("HEARTBEAT_SECONDS", 15.0, minimum=0.05)

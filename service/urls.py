@@ -22,5 +22,8 @@ if settings.DEMO:
         path("demo/publish", demo.publish, name="demo-publish"),
     ]
 
+# Django's own refusals in the error shape (the admin keeps its HTML pages: service.errors).
+handler400 = "service.errors.json_400"
+handler403 = "service.errors.json_403"
 handler404 = "service.errors.json_404"
 handler500 = "service.errors.json_500"

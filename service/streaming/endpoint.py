@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from django.conf import settings
+from django.http.cookie import parse_cookie
 
 from service import cors
 from service.errors import ApiError, unauthenticated
@@ -41,12 +42,17 @@ MAX_COALESCED_BYTES = 64 * 1024  # ...up to about this many bytes
 
 
 class Request:
-    """The few things the stream needs from an ASGI scope."""
+    """The few things the stream needs from an ASGI scope, read by the rules Django's request uses on the
+    other routes, so one request gets the same answer from the stream and from the inbox: a header sent
+    twice is its values joined with ``,`` (``Last-Event-ID: 5`` twice is ``5,5``: refused, not the last one
+    silently), and cookies are parsed by Django's ``parse_cookie`` (quoted values, spaces around ``=``, the
+    last of two ``beacon_token`` cookies wins)."""
 
     def __init__(self, scope: Scope) -> None:
         self.headers: dict[str, str] = {}
-        for name, value in scope.get("headers", ()):
-            self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+        for raw_name, raw_value in scope.get("headers", ()):
+            name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
+            self.headers[name] = f"{self.headers[name]},{value}" if name in self.headers else value
         self.query = {k: v[-1] for k, v in parse_qs(scope.get("query_string", b"").decode("latin-1")).items()}
         self.host = self.headers.get("host", "")
         self.scheme = scope.get("scheme", "http")
@@ -57,11 +63,7 @@ class Request:
         return cors.own_origin(self.scheme, self.host)
 
     def cookie(self, name: str) -> str | None:
-        for part in self.headers.get("cookie", "").split(";"):
-            key, _, value = part.strip().partition("=")
-            if key == name:
-                return value
-        return None
+        return parse_cookie(self.headers.get("cookie", "")).get(name)
 
 
 def parse_last_event_id(request: Request) -> int | None:
@@ -201,7 +203,8 @@ async def _serve(
     metrics.CONNECTIONS_OPENED.labels(label).inc()
     watcher = asyncio.ensure_future(_watch_disconnect(receive, sub))
     try:
-        await send(
+        await _send_checked(
+            send,
             {
                 "type": "http.response.start",
                 "status": 200,
@@ -211,13 +214,15 @@ async def _serve(
                     (b"x-accel-buffering", b"no"),
                     *cors_headers,
                 ],
-            }
+            },
         )
         sub.task = asyncio.current_task()
         await _write(send, sse.retry(random.randint(1000, 5000)), sub)
         for chunk in prelude:
             await _write(send, chunk, sub)
         await _live(send, sub, subscriber, label)
+    except ClientGone:
+        sub.close("client")
     except (TimeoutError, OSError):
         sub.close("slow_consumer")
         metrics.SLOW_CONSUMER_DISCONNECTS.inc()
@@ -241,13 +246,34 @@ async def _watch_disconnect(receive: Receive, sub: Subscription) -> None:
             return
 
 
+class ClientGone(ConnectionResetError):
+    """A write found the client's connection already closed (reset, or closed before uvicorn noticed)."""
+
+
+async def _send_checked(send: Send, message: MutableMapping[str, Any]) -> None:
+    """``send``, raising ``ClientGone`` when the connection is already closed.
+
+    uvicorn skips a send once it has seen the connection lost, but between the transport closing (a client's
+    reset: ``ECONNRESET``/``EPIPE`` on a write or read) and that ``connection_lost`` callback, uvloop's
+    ``transport.write`` raises ``RuntimeError("unable to perform operation on <TCPTransport closed=True>")``.
+    A client going away is no server error: the stream ends as a client disconnect, without a traceback
+    (the ASGI spec asks servers to raise an ``OSError`` subclass here). The messages sent through this have
+    fixed, valid headers, so the other ``RuntimeError`` uvicorn raises (invalid headers, a body past
+    ``Content-Length``) cannot come from them.
+    """
+    try:
+        await send(message)
+    except RuntimeError as exc:
+        raise ClientGone(str(exc)) from None
+
+
 async def _write(send: Send, body: bytes, sub: Subscription) -> None:
     """One socket write. A client that stops reading fills the socket buffer and ``send`` blocks (uvicorn's
     flow control): the worker's ticker interrupts a write still blocked after ``STREAM_SEND_TIMEOUT_SECONDS``
     (``TimeoutError`` here), so no timer is armed and cancelled per write of a broadcast."""
     sub.write_deadline = asyncio.get_running_loop().time() + settings.STREAM_SEND_TIMEOUT_SECONDS
     try:
-        await send({"type": "http.response.body", "body": body, "more_body": True})
+        await _send_checked(send, {"type": "http.response.body", "body": body, "more_body": True})
     except asyncio.CancelledError:
         task = sub.task
         if sub.write_timed_out and task is not None and task.uncancel() == 0:
