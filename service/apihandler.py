@@ -28,6 +28,7 @@ from service import cors
 from service.errors import ApiError
 from service.http import query_problem
 from service.notifications import publish_route
+from service.notifications.api import invalid_idempotency_key
 from service.notifications.validation import MAX_BATCH_BODY, MAX_SINGLE_BODY
 from service.numbers import ascii_int
 
@@ -100,8 +101,14 @@ class ApiHandler(ASGIHandler):
             await _refuse(send, allow, scope)
             return
         limit = body_limit(scope["path"])
+        keys = 0
         for name, value in scope.get("headers", ()):
-            if name == b"content-length":
+            if name == b"idempotency-key":
+                keys += 1
+                if keys > 1:  # Django would join them into one key, "a,b"
+                    await _refuse(send, invalid_idempotency_key("send it once"), scope)
+                    return
+            elif name == b"content-length":
                 length = ascii_int(value.decode("latin-1").strip(" \t"))
                 if length is None:
                     await _refuse(send, ApiError(400, "bad_request", "Content-Length is not a number"), scope)

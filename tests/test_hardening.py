@@ -223,6 +223,16 @@ def test_last_event_id_takes_ascii_digits_only(acme: Api, server, raw: str):
         error_of(response, 400, "invalid_last_event_id")
 
 
+@pytest.mark.parametrize("query", ["last_event_id=+5", "last_event_id=%205", "last_event_id=5%20"])
+def test_last_event_id_query_takes_no_white_space_like_every_query_number(acme: Api, server, query: str):
+    """A ``+`` in a query is a space: ``?last_event_id=+5`` is refused, as ``?before=+5`` is on the inbox (the
+    header alone may carry white space around the digits, RFC 9110 section 5.5)."""
+    bearer = {"Authorization": f"Bearer {acme.token(unique())}"}
+    error_of(httpx.get(f"{server.url}/v1/stream?{query}", headers=bearer), 400, "invalid_last_event_id")
+    inbox = httpx.get(f"{server.url}/v1/inbox?{query.replace('last_event_id', 'before')}", headers=bearer)
+    assert inbox.status_code == 422, inbox.text
+
+
 def test_last_event_id_header_of_other_scripts_is_400(acme: Api, server):
     token = acme.token(unique())
     for raw in ("²".encode("latin-1"), "\xb9".encode("latin-1")):  # ² and ¹ are latin-1 bytes

@@ -5,6 +5,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import pytest
 from django_tenants.utils import schema_context
 
 from service.notifications.models import Notification
@@ -73,6 +74,36 @@ def test_batch_takes_idempotency_keys(acme: Api, tenant_pair):
     assert count(tenant_pair[0][0], user) == 3
 
 
-def test_invalid_idempotency_key_is_422(acme: Api):
-    response = acme.publish({"recipient": "u"}, **{"Idempotency-Key": "x" * 256})
-    assert response.status_code == 422 and response.json()["error"]["field"] == "Idempotency-Key"
+@pytest.mark.parametrize(
+    "raw",
+    [b"x" * 256, "café".encode(), "€".encode(), b"", "ключ".encode()],
+    ids=["256", "utf8-latin", "utf8-euro", "empty", "cyrillic"],
+)
+def test_invalid_idempotency_key_is_422_and_stores_nothing(acme: Api, tenant_pair, raw: bytes):
+    """1-255 printable ASCII characters, one rule whatever the bytes (``café`` and ``€`` alike)."""
+    user = unique()
+    headers = [*acme.headers().items(), ("Idempotency-Key", raw)]
+    response = acme.client.post("/v1/notifications", json={"recipient": user}, headers=headers)
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["field"] == "Idempotency-Key"
+    assert count(tenant_pair[0][0], user) == 0
+
+
+@pytest.mark.parametrize("route", ["/v1/notifications", "/v1/notifications/batch"])
+def test_two_idempotency_keys_are_422_not_one_joined_key(acme: Api, tenant_pair, route: str):
+    user = unique()
+    body = (
+        {"recipient": user} if route.endswith("notifications") else {"notifications": [{"recipient": user}]}
+    )
+    headers = [*acme.headers().items(), ("Idempotency-Key", "a"), ("Idempotency-Key", "b")]
+    response = acme.client.post(route, json=body, headers=headers)
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["field"] == "Idempotency-Key"
+    assert count(tenant_pair[0][0], user) == 0
+
+
+def test_a_key_of_printable_ascii_with_spaces_and_255_characters_is_taken(acme: Api):
+    own = unique()  # keys of this run's own: a key reused with another body would be a 409
+    for key in [f"order 42: shipped ~ {{ok}} {own}", own + "k" * (255 - len(own))]:
+        first = acme.publish({"recipient": unique()}, **{"Idempotency-Key": key})
+        assert first.status_code == 201, first.text

@@ -31,7 +31,7 @@ from service.notifications.schemas import (
     UnreadCountOut,
 )
 from service.notifications.tokens import Subscriber
-from service.notifications.validation import valid_target_id
+from service.notifications.validation import idempotency_key_problem, valid_target_id
 from service.numbers import ascii_int
 from service.timefmt import rfc3339
 
@@ -54,14 +54,14 @@ def _idempotency_key(request: HttpRequest) -> str | None:
     key = request.headers.get("Idempotency-Key")
     if key is None:
         return None
-    if not 1 <= len(key) <= 255 or not key.isprintable():
-        raise ApiError(
-            422,
-            "invalid_field",
-            "Idempotency-Key: must be 1-255 printable characters",
-            field="Idempotency-Key",
-        )
+    problem = idempotency_key_problem(key)
+    if problem is not None:
+        raise invalid_idempotency_key(problem)
     return key
+
+
+def invalid_idempotency_key(problem: str) -> ApiError:
+    return ApiError(422, "invalid_field", f"Idempotency-Key: {problem}", field="Idempotency-Key")
 
 
 def _respond(outcome: publish.Outcome) -> HttpResponse:

@@ -56,7 +56,8 @@ class Outcome:
 
 def request_hash(route: str, body: Any) -> str:
     """Equal JSON after parsing (``jsonbody.parse``) hashes equally: key order, white space and the spelling
-    of a number (``1e300``, ``1E+300``, ``-0.0`` and ``0.0``...) do not matter."""
+    of one stored number (``1e300`` and ``1E+300``, ``-0.0`` and ``0.0``) do not matter. Numbers PostgreSQL
+    stores differently differ: ``2`` and ``2.0`` (numeric keeps the scale, and replays print it)."""
     canonical = jsonbody.dumps([route, body], sort_keys=True)
     return hashlib.sha256(canonical.encode()).hexdigest()
 

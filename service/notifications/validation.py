@@ -16,6 +16,9 @@ MAX_RECIPIENTS = 1000
 MAX_BATCH = 1000
 MAX_SINGLE_BODY = 1024 * 1024
 MAX_BATCH_BODY = 16 * 1024 * 1024
+#: ``Idempotency-Key``: 1-255 printable ASCII characters (the contract's length; the IETF idempotency-key
+#: draft's value is a structured-field string, which is printable ASCII), sent once.
+IDEMPOTENCY_KEY_RE = re.compile(r"[\x20-\x7e]{1,255}")
 
 
 def valid_target_id(value: str) -> bool:
@@ -28,4 +31,11 @@ def event_problem(value: str) -> str | None:
         return "must match ^[A-Za-z0-9_.:-]{1,64}$"
     if value.startswith("beacon."):
         return "names starting with beacon. are reserved"
+    return None
+
+
+def idempotency_key_problem(raw: str) -> str | None:
+    """Why ``raw`` (the header's value as received, Latin-1) is not an ``Idempotency-Key``, or ``None``."""
+    if not IDEMPOTENCY_KEY_RE.fullmatch(raw):
+        return "must be 1-255 printable ASCII characters"
     return None

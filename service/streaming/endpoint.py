@@ -67,12 +67,14 @@ class Request:
 
 
 def parse_last_event_id(request: Request) -> int | None:
-    raw = request.headers.get("last-event-id")
-    if raw is None:
-        raw = request.query.get("last_event_id")
+    """The resume position: the ``Last-Event-ID`` header (optional white space around it, RFC 9110 section
+    5.5), else the ``last_event_id`` query parameter (exactly ASCII digits, like every query number: ``+5``
+    is `` 5`` in a query and refused, as ``before`` is on the inbox); empty or absent is ``None``."""
+    header = request.headers.get("last-event-id")
+    raw = header.strip(" \t") if header is not None else request.query.get("last_event_id")
     if raw is None or raw == "":
         return None
-    value = ascii_int(raw.strip(" \t"))  # only optional white space around ASCII digits (RFC 9110 5.5)
+    value = ascii_int(raw)
     if value is None:
         raise ApiError(400, "invalid_last_event_id", "Last-Event-ID must be a non-negative integer")
     return value
