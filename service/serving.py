@@ -30,6 +30,7 @@ two answers replaced; ``BeaconWorker`` is gunicorn's ``uvicorn_worker.UvicornWor
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import importlib.util
 import json
@@ -50,6 +51,9 @@ BAD_REQUEST = json.dumps(
     }
 ).encode()
 INTERNAL_ERROR = json.dumps({"error": {"code": "internal_error", "message": "internal error"}}).encode()
+REQUEST_TIMEOUT = json.dumps(
+    {"error": {"code": "request_timeout", "message": "the request line and headers took too long to arrive"}}
+).encode()
 _JSON = b"application/json"
 #: Request line plus headers, in bytes (h11's own limit is set to the same; nginx's default is 4 x 8 KiB).
 MAX_HEAD_BYTES = 64 * 1024
@@ -158,15 +162,15 @@ def _close_delimited_for_http10(cycle: Any) -> None:
     cycle.send = send
 
 
-def _bad_request_bytes(default_headers: list[tuple[bytes, bytes]]) -> bytes:
-    content = [b"HTTP/1.1 400 Bad Request\r\n"]
+def _answer_bytes(status: bytes, body: bytes, default_headers: list[tuple[bytes, bytes]]) -> bytes:
+    content = [b"HTTP/1.1 " + status + b"\r\n"]
     for name, value in default_headers:  # Server and Date, as uvicorn's own answer
         content += [name, b": ", value, b"\r\n"]
     content += [
         b"content-type: application/json\r\n",
-        b"content-length: " + str(len(BAD_REQUEST)).encode() + b"\r\n",
+        b"content-length: " + str(len(body)).encode() + b"\r\n",
         b"connection: close\r\n\r\n",
-        BAD_REQUEST,
+        body,
     ]
     return b"".join(content)
 
@@ -182,6 +186,39 @@ if importlib.util.find_spec("httptools") is not None:
         _in_head = True
         _head_bytes = 0  # bytes received since the current request began, while its head is incomplete
         _exact = 0  # bytes of the current request's target and header lines, as parsed
+        _head_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self._start_head_timer()  # a connection that sends nothing at all is closed too
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._stop_head_timer()
+            super().connection_lost(exc)
+
+        def _start_head_timer(self) -> None:
+            if self._head_timer is None:
+                from django.conf import settings  # configured: the worker has loaded the app
+
+                self._head_timer = self.loop.call_later(
+                    settings.HTTP_HEAD_TIMEOUT_SECONDS, self._head_timed_out
+                )
+
+        def _stop_head_timer(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+
+        def _head_timed_out(self) -> None:
+            """The head did not arrive in time (slowloris): ``408 request_timeout``, connection closed."""
+            self._head_timer = None
+            if self._in_head and not self.transport.is_closing():
+                self.logger.info("Request head not received in time: 408, connection closed.")
+                answer = _answer_bytes(
+                    b"408 Request Timeout", REQUEST_TIMEOUT, self.server_state.default_headers
+                )
+                self.transport.write(answer)
+                self.transport.close()
 
         def _unsupported_upgrade_warning(self) -> None:
             _ignored_upgrade(self)
@@ -197,6 +234,7 @@ if importlib.util.find_spec("httptools") is not None:
         def on_message_begin(self) -> None:
             super().on_message_begin()
             self._in_head, self._head_bytes, self._exact = True, 0, 0
+            self._start_head_timer()  # from the first byte of each request of a kept-alive connection
 
         def on_url(self, url: bytes) -> None:
             super().on_url(url)
@@ -214,6 +252,7 @@ if importlib.util.find_spec("httptools") is not None:
 
         def on_headers_complete(self) -> None:
             self._in_head, self._head_bytes, self._exact = False, 0, 0
+            self._stop_head_timer()
             if self.parser.get_http_version() not in _VERSIONS:
                 raise ValueError("only HTTP/1.0 and HTTP/1.1 are served")
             authority = absolute_form_authority(self.url)
@@ -222,7 +261,9 @@ if importlib.util.find_spec("httptools") is not None:
             super().on_headers_complete()
 
         def send_400_response(self, msg: str) -> None:
-            self.transport.write(_bad_request_bytes(self.server_state.default_headers))
+            self.transport.write(
+                _answer_bytes(b"400 Bad Request", BAD_REQUEST, self.server_state.default_headers)
+            )
             self.transport.close()
 
         def _start_asgi_task(self, cycle: Any, app: Any) -> None:

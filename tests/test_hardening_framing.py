@@ -226,3 +226,38 @@ def test_an_absolute_form_target_replaces_the_host_header(server, acme, globex):
     )
     status, _, answer, _ = _exchange(server.url, publish)
     assert status == 403 and b'"code": "tenant_mismatch"' in answer, answer  # chunked: Django's answer
+
+
+@pytest.mark.parametrize(
+    "partial",
+    [b"", b"GET /healthz HTTP/1.1\r\n", b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: 1"],
+    ids=["nothing", "request line only", "headers unfinished"],
+)
+def test_a_head_that_does_not_arrive_in_time_is_408_and_closed(start_server, partial: bytes):
+    """Slowloris: a request whose line and headers are still incomplete ``HTTP_HEAD_TIMEOUT_SECONDS`` after
+    the connection opened (or its first byte) is answered ``408 request_timeout`` and closed; a complete
+    request on another connection is served meanwhile."""
+    srv = start_server(workers=1, HTTP_HEAD_TIMEOUT_SECONDS="1")
+    _assert_error(_exchange(srv.url, partial), 408, "request_timeout")
+    status, _, _, _ = _exchange(
+        srv.url, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    assert status == 200
+
+
+def test_a_kept_alive_connection_gets_the_head_timeout_per_request(start_server):
+    """The timer runs per request, while its head is incomplete: a second request's unfinished head on a
+    kept-alive connection is cut too."""
+    srv = start_server(workers=1, HTTP_HEAD_TIMEOUT_SECONDS="1")
+    host, port = srv.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        first = b""
+        while b'"ok"' not in first:
+            first += sock.recv(65536)
+        assert first.startswith(b"HTTP/1.1 200")
+        sock.sendall(b"GET /healthz HTTP/1.1\r\n")
+        rest = b""
+        while part := sock.recv(65536):
+            rest += part
+        assert rest.startswith(b"HTTP/1.1 408") and b'"request_timeout"' in rest
