@@ -43,8 +43,11 @@ run: $(LOCAL_STAMP)
 manage: $(LOCAL_STAMP)
 	@$(PY) manage.py $(ARGS)
 
+# Two pytest-xdist workers, one test file each at a time (module fixtures start once); TEST_WORKERS=0 runs
+# in one process. Each worker has its own database and servers (tests/conftest.py).
+TEST_WORKERS ?= 2
 test: $(DEV_STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check .

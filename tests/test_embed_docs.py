@@ -108,6 +108,11 @@ def test_the_embed_page_shows_badge_list_and_live_arrivals(backend, backends, ch
         page.wait_for_function(
             f"document.getElementById('badge').textContent === '{before}'", timeout=WAIT_MS
         )
+        # The badge follows the server's beacon.unread push, which may arrive before markRead's own answer
+        # (the click handler sets the weight once that answer is in): wait for the weight too.
+        page.wait_for_function(
+            "li => li.style.fontWeight === 'normal'", arg=item.element_handle(), timeout=WAIT_MS
+        )
         assert item.evaluate("li => li.style.fontWeight") == "normal"
         page.click("#read-all")
         page.wait_for_function("document.getElementById('badge').textContent === '0'", timeout=WAIT_MS)
