@@ -316,3 +316,19 @@ def ends_within(events: Any, seconds: float) -> bool:
 
     threading.Thread(target=drain, daemon=True).start()
     return done.wait(seconds)
+
+
+def read_stream(url: str, token: str, until: bytes, last_event_id: str | None = None) -> bytes:
+    """Raw bytes of ``/v1/stream`` until ``until`` has been seen (or 10 s)."""
+    headers = {"Authorization": f"Bearer {token}"}
+    if last_event_id is not None:
+        headers["Last-Event-ID"] = last_event_id
+    got = b""
+    with httpx.Client(timeout=10) as client, client.stream("GET", url + "/v1/stream", headers=headers) as r:
+        assert r.status_code == 200, r.read()
+        deadline = time.monotonic() + 10
+        for chunk in r.iter_raw():
+            got += chunk
+            if until in got or time.monotonic() > deadline:
+                break
+    return got

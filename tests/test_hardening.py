@@ -17,7 +17,7 @@ import jwt
 import pytest
 from hypothesis import strategies as st
 
-from tests.support import Api, unique
+from tests.support import Api, read_stream, unique
 from tests.whatwg_sse import parse
 
 SEPARATORS = "a\u2028b\u2029c\u0085d\x1ce\x1df\x1eg\x0bh\x0ci"
@@ -29,22 +29,6 @@ def error_of(response: httpx.Response, status: int, code: str) -> dict[str, Any]
     body = response.json()
     assert set(body) == {"error"} and body["error"]["code"] == code, body
     return dict(body["error"])
-
-
-def read_stream(url: str, token: str, until: bytes, last_event_id: str | None = None) -> bytes:
-    """Raw bytes of ``/v1/stream`` until ``until`` has been seen (or 10 s)."""
-    headers = {"Authorization": f"Bearer {token}"}
-    if last_event_id is not None:
-        headers["Last-Event-ID"] = last_event_id
-    got = b""
-    with httpx.Client(timeout=10) as client, client.stream("GET", url + "/v1/stream", headers=headers) as r:
-        assert r.status_code == 200, r.read()
-        deadline = time.monotonic() + 10
-        for chunk in r.iter_raw():
-            got += chunk
-            if until in got or time.monotonic() > deadline:
-                break
-    return got
 
 
 # Row 1: U+2028 and every other separator that is not an SSE line end, live and replayed.

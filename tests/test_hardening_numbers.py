@@ -12,7 +12,6 @@ import json
 import math
 import os
 import struct
-import time
 from typing import Any
 
 import httpx
@@ -22,7 +21,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from service import jsonbody
-from tests.support import Api, unique
+from tests.support import Api, read_stream, unique
 from tests.whatwg_sse import parse
 
 EXTREMES = [
@@ -134,21 +133,6 @@ def _numbers_as_written(event_data: str) -> Any:
     return json.loads(event_data, parse_float=lambda s: ("float", s), parse_int=lambda s: ("int", s))["data"]
 
 
-def _frames(url: str, token: str, until: bytes, last_event_id: str | None = None) -> bytes:
-    headers = {"Authorization": f"Bearer {token}"}
-    if last_event_id is not None:
-        headers["Last-Event-ID"] = last_event_id
-    got = b""
-    with httpx.Client(timeout=10) as client, client.stream("GET", url + "/v1/stream", headers=headers) as r:
-        assert r.status_code == 200, r.read()
-        deadline = time.monotonic() + 10
-        for chunk in r.iter_raw():
-            got += chunk
-            if until in got or time.monotonic() > deadline:
-                break
-    return got
-
-
 def _live_and_replayed(url: str, api: Api) -> tuple[Any, Any]:
     user = unique()
     token = api.token(user)
@@ -168,7 +152,7 @@ def _live_and_replayed(url: str, api: Api) -> tuple[Any, Any]:
         stored_id = response.json()["notifications"][0]["id"]
         while b'"created_at"' not in got:
             got += next(raw)
-    replayed = _frames(url, token, b'"created_at"', last_event_id=str(int(stored_id) - 1))
+    replayed = read_stream(url, token, b'"created_at"', last_event_id=str(int(stored_id) - 1))
     events = []
     for stream in (got, replayed):
         (event,) = [e for e in parse(stream).events if e.last_event_id == stored_id]

@@ -32,6 +32,14 @@ CLIENT_NAME = "beacon"  # CLIENT LIST shows Beacon's connections as beacon-liste
 PUBLISH_TIMEOUT = 1.0  # seconds; a publish never holds a request longer than this
 PAUSE_AFTER_FAILURE = 1.0  # seconds without publish attempts after one failed (Redis is down)
 HEALTH_SECONDS = 5.0  # a silent subscription is pinged after this long, and dropped after three times it
+#: Connection options of the publishing clients (the thread's sync one and each loop's async one).
+PUBLISHER_OPTIONS: dict[str, Any] = {
+    "client_name": f"{CLIENT_NAME}-publisher",
+    "socket_timeout": PUBLISH_TIMEOUT,
+    "socket_connect_timeout": PUBLISH_TIMEOUT,
+    "socket_keepalive": True,
+    "health_check_interval": 30,
+}
 
 
 class RedisBroker(Broker):
@@ -94,27 +102,13 @@ class RedisBroker(Broker):
         loop = asyncio.get_running_loop()
         client = self._async_publishers.get(loop)
         if client is None:
-            client = self._async_publishers[loop] = aioredis.Redis.from_url(
-                self._url,
-                client_name=f"{CLIENT_NAME}-publisher",
-                socket_timeout=PUBLISH_TIMEOUT,
-                socket_connect_timeout=PUBLISH_TIMEOUT,
-                socket_keepalive=True,
-                health_check_interval=30,
-            )
+            client = self._async_publishers[loop] = aioredis.Redis.from_url(self._url, **PUBLISHER_OPTIONS)
         return client
 
     def _client(self) -> redis.Redis:
         with self._publisher_lock:
             if self._publisher is None:
-                self._publisher = redis.Redis.from_url(
-                    self._url,
-                    client_name=f"{CLIENT_NAME}-publisher",
-                    socket_timeout=PUBLISH_TIMEOUT,
-                    socket_connect_timeout=PUBLISH_TIMEOUT,
-                    socket_keepalive=True,
-                    health_check_interval=30,
-                )
+                self._publisher = redis.Redis.from_url(self._url, **PUBLISHER_OPTIONS)
             return self._publisher
 
     def _crash_if_asked(self) -> None:
