@@ -41,6 +41,8 @@ import h11
 from uvicorn.protocols.http import h11_impl
 from uvicorn_worker import UvicornWorker
 
+from service.env import env_float
+
 BAD_REQUEST = json.dumps(
     {
         "error": {
@@ -55,6 +57,10 @@ REQUEST_TIMEOUT = json.dumps(
     {"error": {"code": "request_timeout", "message": "the request line and headers took too long to arrive"}}
 ).encode()
 _JSON = b"application/json"
+#: Seconds a client has to send a request's line and headers, from the connection's start or the request's
+#: first byte: then ``408 request_timeout`` and the connection closes (slowloris; nginx's
+#: ``client_header_timeout`` is 60 s). Read here, not in Django's settings: this layer serves any ASGI app.
+HEAD_TIMEOUT_SECONDS = env_float("HTTP_HEAD_TIMEOUT_SECONDS", 30.0, minimum=0.1)
 #: Request line plus headers, in bytes (h11's own limit is set to the same; nginx's default is 4 x 8 KiB).
 MAX_HEAD_BYTES = 64 * 1024
 _VERSIONS = frozenset({"1.0", "1.1"})
@@ -198,11 +204,7 @@ if importlib.util.find_spec("httptools") is not None:
 
         def _start_head_timer(self) -> None:
             if self._head_timer is None:
-                from django.conf import settings  # configured: the worker has loaded the app
-
-                self._head_timer = self.loop.call_later(
-                    settings.HTTP_HEAD_TIMEOUT_SECONDS, self._head_timed_out
-                )
+                self._head_timer = self.loop.call_later(HEAD_TIMEOUT_SECONDS, self._head_timed_out)
 
         def _stop_head_timer(self) -> None:
             if self._head_timer is not None:

@@ -139,9 +139,7 @@ STREAM_DB_POOL_SIZE = env_int("STREAM_DB_POOL_SIZE", 4, minimum=1, maximum=100)
 # quick answer while PostgreSQL is down: a pool that lost its connections only reconnects with backoff).
 DB_POOL_WAIT_SECONDS = env_float("DB_POOL_WAIT_SECONDS", 5.0, minimum=0.1)
 STREAM_SEND_TIMEOUT_SECONDS = env_float("STREAM_SEND_TIMEOUT_SECONDS", 10.0, minimum=0.01)
-# Seconds a client has to send a request's line and headers, from its first byte (or the connection's start):
-# then 408 request_timeout and the connection closes (slowloris; nginx's client_header_timeout is 60 s).
-HTTP_HEAD_TIMEOUT_SECONDS = env_float("HTTP_HEAD_TIMEOUT_SECONDS", 30.0, minimum=0.1)
+# HTTP_HEAD_TIMEOUT_SECONDS is read by the server layer (service/serving.py), which runs without Django too.
 API_KEY_CACHE_SECONDS = env_float("API_KEY_CACHE_SECONDS", 2.0, minimum=0.0)
 TENANT_CACHE_SECONDS = env_float("TENANT_CACHE_SECONDS", 5.0, minimum=0.0)
 DEMO = env_bool("DEMO", False)
