@@ -2,16 +2,13 @@
 
 The worker's publish pool (``application_name`` ``beacon-publish``) is the connection that ran the tenant's
 schema-qualified ``beacon_publish``; with a key, Django's connection runs it (in the tenant's search_path).
-Both answer alike and both deliver (the rest of the suite publishes through the direct path). With Redis as
-the broker the direct path applies too: the worker announces to Redis from its loop after the autocommit.
+Both answer alike and both deliver (the rest of the suite publishes through the direct path).
 """
 
 from __future__ import annotations
 
-import redis
 from django.db import connection
 
-from tests.redis_support import channel, shared_redis_url
 from tests.support import Api, sse_stream, take, unique
 
 
@@ -37,27 +34,3 @@ def test_publishes_without_a_key_use_the_worker_pool(start_server, make_tenant):
         got = take(events, 2)
     assert [e.id for e in got] == [direct[0]["id"], keyed.json()["notifications"][0]["id"]]
     assert set(keyed.json()["notifications"][0]) == set(direct[0])
-
-
-def test_with_redis_publishes_without_a_key_use_the_worker_pool_and_announce_from_the_loop(
-    start_server, make_tenant
-):
-    url, name = shared_redis_url(), channel()
-    tenant, key = make_tenant()
-    srv = start_server(workers=1, BROKER_URL=url, BROKER_CHANNEL=name)
-    api = Api(srv.url, key)
-    user = unique()
-    watcher = redis.Redis.from_url(url).pubsub()
-    watcher.subscribe(name)
-    try:
-        with sse_stream(srv.url, api.token(user)) as events:
-            direct = api.publish_ok({"recipient": user, "data": "direct"})
-            assert _publish_backends(tenant.schema_name) == 1  # the statement ran on the worker's pool
-            keyed = api.publish({"recipient": user, "data": "keyed"}, **{"Idempotency-Key": unique()})
-            assert keyed.status_code == 201
-            got = take(events, 2)
-        assert [e.id for e in got] == [direct[0]["id"], keyed.json()["notifications"][0]["id"]]
-        announced = [m for m in iter(lambda: watcher.get_message(timeout=2), None) if m["type"] == "message"]
-        assert len(announced) == 2  # one announcement per publish, whichever path stored it
-    finally:
-        watcher.close()

@@ -60,21 +60,10 @@ class Broker(abc.ABC):
     #: The listener's PostgreSQL backend, which stands for the worker's liveness in the slot tables; brokers
     #: outside PostgreSQL leave it ``None`` and the worker keeps a presence connection instead.
     backend_pid: int | None = None
-    #: True when ``announce_committed`` can announce an autocommitted publish from the worker's event loop
-    #: (no thread, no Django transaction): such brokers get the direct publish path too.
-    announces_async: bool = False
 
     @abc.abstractmethod
     def announce(self, cursor: Any, announcement: Announcement) -> None:
         """Announce ``announcement`` once the caller's transaction commits (never before)."""
-
-    async def announce_committed(self, announcement: Announcement) -> None:
-        """Announce rows already committed, from the event loop (brokers with ``announces_async``)."""
-        raise NotImplementedError
-
-    async def close_publisher(self) -> None:
-        """Close what ``announce_committed`` opened on the running loop (worker shutdown); nothing here."""
-        return None
 
     @abc.abstractmethod
     async def listen(self, on_announcement: OnAnnouncement, on_connected: OnConnected) -> None:

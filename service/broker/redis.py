@@ -32,19 +32,10 @@ CLIENT_NAME = "beacon"  # CLIENT LIST shows Beacon's connections as beacon-liste
 PUBLISH_TIMEOUT = 1.0  # seconds; a publish never holds a request longer than this
 PAUSE_AFTER_FAILURE = 1.0  # seconds without publish attempts after one failed (Redis is down)
 HEALTH_SECONDS = 5.0  # a silent subscription is pinged after this long, and dropped after three times it
-#: Connection options of the publishing clients (the thread's sync one and each loop's async one).
-PUBLISHER_OPTIONS: dict[str, Any] = {
-    "client_name": f"{CLIENT_NAME}-publisher",
-    "socket_timeout": PUBLISH_TIMEOUT,
-    "socket_connect_timeout": PUBLISH_TIMEOUT,
-    "socket_keepalive": True,
-    "health_check_interval": 30,
-}
 
 
 class RedisBroker(Broker):
     after_commit = True
-    announces_async = True
 
     def __init__(self, url: str, channel: str, *, crash_file: str = "", max_backoff: float = 5.0) -> None:
         self._url = url
@@ -54,7 +45,6 @@ class RedisBroker(Broker):
         self._publisher: redis.Redis | None = None
         self._publisher_lock = threading.Lock()
         self._paused_until = 0.0
-        self._async_publishers: dict[asyncio.AbstractEventLoop, aioredis.Redis] = {}
 
     # --- publishing side (Django's threads) ----------------------------------------------------------
     def announce(self, cursor: Any, announcement: Announcement) -> None:
@@ -62,53 +52,28 @@ class RedisBroker(Broker):
 
     def publish(self, announcement: Announcement) -> None:
         """Send a committed transaction's announcement; failures are logged and counted, not raised."""
-        if self._skip():
+        self._crash_if_asked()
+        if time.monotonic() < self._paused_until:
+            metrics.BROKER_PUBLISH_FAILURES.inc()
             return
         try:
             self._client().publish(self.channel, encode(announcement))
         except redis.RedisError as exc:
-            self._failed(exc)
-
-    async def announce_committed(self, announcement: Announcement) -> None:
-        """``publish`` from the worker's event loop (the direct publish path, after its autocommit): the same
-        rules, on an asyncio client of that loop, bounded by ``PUBLISH_TIMEOUT`` too."""
-        if self._skip():
-            return
-        try:
-            async with asyncio.timeout(PUBLISH_TIMEOUT):
-                await self._async_client().publish(self.channel, encode(announcement))
-        except (redis.RedisError, TimeoutError, OSError) as exc:
-            self._failed(exc)
-
-    def _skip(self) -> bool:
-        """Whether to skip this announcement: Redis failed less than ``PAUSE_AFTER_FAILURE`` ago."""
-        self._crash_if_asked()
-        if time.monotonic() < self._paused_until:
+            self._paused_until = time.monotonic() + PAUSE_AFTER_FAILURE
             metrics.BROKER_PUBLISH_FAILURES.inc()
-            return True
-        return False
-
-    def _failed(self, exc: Exception) -> None:
-        self._paused_until = time.monotonic() + PAUSE_AFTER_FAILURE
-        metrics.BROKER_PUBLISH_FAILURES.inc()
-        log.warning("could not announce to Redis (stored; streams catch up): %s", exc or type(exc).__name__)
-
-    async def close_publisher(self) -> None:
-        client = self._async_publishers.pop(asyncio.get_running_loop(), None)
-        if client is not None:
-            await client.aclose()
-
-    def _async_client(self) -> aioredis.Redis:
-        loop = asyncio.get_running_loop()
-        client = self._async_publishers.get(loop)
-        if client is None:
-            client = self._async_publishers[loop] = aioredis.Redis.from_url(self._url, **PUBLISHER_OPTIONS)
-        return client
+            log.warning("could not announce to Redis (stored; streams catch up): %s", exc)
 
     def _client(self) -> redis.Redis:
         with self._publisher_lock:
             if self._publisher is None:
-                self._publisher = redis.Redis.from_url(self._url, **PUBLISHER_OPTIONS)
+                self._publisher = redis.Redis.from_url(
+                    self._url,
+                    client_name=f"{CLIENT_NAME}-publisher",
+                    socket_timeout=PUBLISH_TIMEOUT,
+                    socket_connect_timeout=PUBLISH_TIMEOUT,
+                    socket_keepalive=True,
+                    health_check_interval=30,
+                )
             return self._publisher
 
     def _crash_if_asked(self) -> None:

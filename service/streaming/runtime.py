@@ -135,8 +135,6 @@ class Runtime:
         if self.publish_pool is not None:
             publish.use_direct_pool(None)
             await self.publish_pool.close()
-        with contextlib.suppress(Exception):
-            await self.broker.close_publisher()
         if self.pool is not None:
             await self.pool.close()
         metrics.LISTENER_CONNECTED.set(0)
