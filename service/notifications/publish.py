@@ -243,12 +243,12 @@ def use_direct_pool(pool: AsyncConnectionPool | None) -> None:
 
 def direct_pool() -> AsyncConnectionPool | None:
     """The pool for :func:`publish_direct`, or ``None``: outside the worker's own loop (tests calling views
-    through Django's client), or when announcing needs Django's transaction (a broker outside PostgreSQL
-    that cannot announce from the loop)."""
+    through Django's client), or when announcing needs Python after the commit (a broker outside PostgreSQL:
+    Redis announces from the thread path's ``on_commit``; announcing from the loop lost announcements in the
+    Redis ledger test, see docs/decisions.md)."""
     if _direct is None:
         return None
-    broker = default_broker()
-    if broker.database_channel is None and settings.PUBLISH_ANNOUNCE and not broker.announces_async:
+    if default_broker().database_channel is None and settings.PUBLISH_ANNOUNCE:
         return None
     loop, pool = _direct
     try:
@@ -284,8 +284,6 @@ async def publish_direct(
         raise
     assert row is not None
     stored = _rows(row[0], pending, call, now)
-    if settings.PUBLISH_ANNOUNCE and call.channel is None:  # Redis: after the autocommit, from the loop
-        await default_broker().announce_committed(Announcement(tenant.schema, stored, sent_at=call.sent_at))
     metrics.NOTIFICATIONS_INGESTED.labels(metrics.tenant_label(tenant.slug)).inc(len(stored))
     return Outcome(201, _body_of(stored))
 
