@@ -126,82 +126,14 @@ def _no_server_errors(request: pytest.FixtureRequest) -> Iterator[None]:
         pytest.fail("the server logged a 500 or a traceback during this test:\n" + "\n".join(errors[:5]))
 
 
-class SchemaReplay:
-    """Tenant schemas for the suite without running Django's migrations once per tenant.
-
-    ``migrate_schemas`` spends about half a second per tenant rendering migration states (every app's 26
-    migrations are "applied" to a tenant schema, most as no-ops) and the suite creates some seventy tenants.
-    Once per session a template tenant (random slug) is created the real way (``Tenant.save`` ->
-    django-tenants' ``create_schema`` -> ``migrate_schemas``) while every statement Django sends is recorded;
-    each tenant the tests ask for replays those statements in one transaction, on a connection of its own,
-    with its schema's name in place of the template's (``t_schema_template_<10 hex>``: unique, so the
-    replacement is exact). ``tests/test_tenant_schemas.py`` proves a replayed schema's catalogue (tables,
-    columns, indexes, constraints, functions with their pinned ``search_path``, ``django_migrations``) equals
-    a migrated one's. ``manage.py create_tenant`` and the admin still create tenants the real way.
-    """
-
-    #: Transaction control sent by Django's atomic blocks; the replay is one transaction instead.
-    SKIPPED = ("SAVEPOINT", "RELEASE SAVEPOINT", "ROLLBACK TO SAVEPOINT")
-
-    def __init__(self) -> None:
-        from tenants.models import Tenant
-
-        self.statements: list[tuple[str, Any, bool]] = []
-        template = Tenant(slug=f"schema-template-{uuid.uuid4().hex[:10]}")
-        real_create_schema = template.create_schema
-
-        def recorded(**kwargs: Any) -> None:
-            with connections["default"].execute_wrapper(self._record):
-                real_create_schema(**kwargs)
-
-        template.create_schema = recorded
-        template.save(force_insert=True)
-        self.template: str = template.schema_name
-        assert any(sql.startswith("CREATE FUNCTION beacon_publish") for sql, _, _ in self._stripped())
-
-    def _record(self, execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
-        self.statements.append((sql, params, many))
-        return execute(sql, params, many, context)
-
-    def _stripped(self) -> list[tuple[str, Any, bool]]:
-        return [(sql.lstrip(), params, many) for sql, params, many in self.statements]
-
-    def _swap(self, value: Any, schema: str) -> Any:
-        if isinstance(value, str):
-            return value.replace(self.template, schema)
-        if isinstance(value, list | tuple):
-            return type(value)(self._swap(item, schema) for item in value)
-        return value
-
-    def create_schema(self, schema: str) -> None:
-        """Replay the template's statements for ``schema`` (committed on leaving the block)."""
-        with psycopg.connect(os.environ["BEACON_TEST_DATABASE_URL"]) as conn, conn.cursor() as cursor:
-            for sql, params, many in self._stripped():
-                if sql.upper().startswith(self.SKIPPED):
-                    continue
-                sql, params = self._swap(sql, schema), self._swap(params, schema)
-                if many:
-                    cursor.executemany(sql, params)
-                else:
-                    cursor.execute(sql, params)
-
-
 @pytest.fixture(scope="session")
-def schema_replay(django_db_setup: str, django_db_blocker: Any) -> SchemaReplay:
-    with django_db_blocker.unblock():
-        return SchemaReplay()
-
-
-@pytest.fixture(scope="session")
-def make_tenant(django_db_blocker: Any, schema_replay: SchemaReplay) -> Callable[..., tuple[Any, str]]:
-    """Create a tenant (schema migrated, see ``SchemaReplay``) and an API key; returns ``(tenant, key)``."""
+def make_tenant(django_db_setup: str, django_db_blocker: Any) -> Callable[..., tuple[Any, str]]:
+    """Create a tenant (schema migrated) and an API key; returns ``(tenant, key)``."""
     from tenants.models import ApiKey, Domain, Tenant
 
     def make(slug: str | None = None, *, domains: tuple[str, ...] = (), **fields: Any) -> tuple[Any, str]:
         with django_db_blocker.unblock():
-            tenant = Tenant(slug=slug or f"t-{uuid.uuid4().hex[:10]}", **fields)
-            tenant.create_schema = lambda **_: schema_replay.create_schema(tenant.schema_name)
-            tenant.save(force_insert=True)
+            tenant = Tenant.objects.create(slug=slug or f"t-{uuid.uuid4().hex[:10]}", **fields)
             for host in domains:
                 Domain.objects.create(tenant=tenant, domain=host)
             _, key = ApiKey.issue(tenant, name="test")
