@@ -178,7 +178,10 @@ def test_a_close_missed_while_redis_was_away_ends_the_streams_when_it_is_back(
 
     own = PrivateRedis(tmp_path).start()
     try:
-        pod = start_server(BROKER_URL=own.url, BROKER_CHANNEL=channel(), BROKER_CHECK_SECONDS="0.2")
+        # One worker: the new secret is known to the worker that serves the stream once the inbox takes it.
+        pod = start_server(
+            workers=1, BROKER_URL=own.url, BROKER_CHANNEL=channel(), BROKER_CHECK_SECONDS="0.2"
+        )
         tenant, key = make_tenant()
         other, other_key = make_tenant()
         api = Api(pod.url, key)

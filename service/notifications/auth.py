@@ -7,11 +7,9 @@ domain.
 
 from __future__ import annotations
 
-import asyncio
-import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 from django.http import HttpRequest
 from django.utils import timezone
@@ -37,32 +35,9 @@ class KeyPrincipal:
 
 
 async def _lookup(cache: TtlCache[K, V], load: Callable[[K], V | None], key: K) -> V | None:
-    """A cache hit costs no thread hop; a miss runs the loader (which fills the cache) in the ORM's pool,
-    once per event loop however many requests miss at the same time (an entry expiring under 32 publishes
-    in flight is one query, not 32)."""
+    """A cache hit costs no thread hop; a miss runs the loader (which fills the cache) in the ORM's pool."""
     found, value = cache.get(key)
-    if found:
-        return value
-    loop = asyncio.get_running_loop()
-    flight = (loop, load, key)
-    task = _loading.get(flight)
-    if task is None:
-        task = loop.create_task(run_db(load, key))
-        _loading[flight] = task
-        task.add_done_callback(functools.partial(_landed, flight))
-    return cast("V | None", await asyncio.shield(task))
-
-
-_loading: dict[tuple[asyncio.AbstractEventLoop, Callable[[Any], Any], Any], asyncio.Task[Any]] = {}
-
-
-def _landed(
-    flight: tuple[asyncio.AbstractEventLoop, Callable[[Any], Any], Any], task: asyncio.Task[Any]
-) -> None:
-    if _loading.get(flight) is task:
-        del _loading[flight]
-    if not task.cancelled():
-        task.exception()  # retrieved: when every waiter went away, asyncio would log it as never retrieved
+    return value if found else await run_db(load, key)
 
 
 async def tenant_by_id(tenant_id: int) -> TenantInfo | None:
