@@ -513,3 +513,14 @@ def test_rotation_ends_streams_with_the_redis_broker(start_server, make_tenant):
         assert ends_within(events, 5)
     refused = httpx.get(server.url + "/v1/stream", params={"token": token}, timeout=10)
     assert refused.status_code == 401
+
+
+def test_listen_backlog_sets_the_accept_queue_of_the_listening_socket(start_server) -> None:
+    """``LISTEN_BACKLOG`` reaches ``listen()``: ``ss`` shows a listening socket's queue limit as Send-Q.
+    A reconnect storm larger than the queue waits on TCP retransmits (docs/deploy.md, Sizing)."""
+    srv = start_server(workers=1, LISTEN_BACKLOG="37")
+    port = srv.url.rsplit(":", 1)[1]
+    shown = subprocess.run(
+        ["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert shown[0] == "LISTEN" and shown[2] == "37", shown  # State Recv-Q Send-Q Local Peer
