@@ -235,6 +235,15 @@ def test_inbox_from_an_origin_the_tenant_does_not_allow_is_refused_without_cors(
     response = acme.client.get("/v1/inbox", headers={"Authorization": f"Bearer {token}", "Origin": EVIL})
     assert response.status_code == 403 and response.json()["error"]["code"] == "origin_not_allowed"
     assert cors_of(response) == {}
+    # Other refusals to that origin carry none either: the page learns nothing, not even the status.
+    for refused in (
+        acme.client.get("/v1/inbox", headers={"Origin": EVIL}),
+        acme.client.post("/v1/inbox/read-all", headers={"Origin": EVIL, "Authorization": "Bearer x.y.z"}),
+        acme.client.get("/v1/stream", headers={"Origin": EVIL}),
+        acme.client.get("/v1/inbox?before=1%00", headers={"Origin": EVIL}),  # refused before Django
+    ):
+        assert refused.status_code in {401, 422}, refused.text
+        assert cors_of(refused) == {}, refused.request.url
 
 
 def test_cookie_posts_are_refused_from_other_origins(acme: Api, server) -> None:
