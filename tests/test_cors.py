@@ -279,7 +279,9 @@ def _stream_status(url: str, **headers: str) -> tuple[int, dict[str, Any], httpx
         return response.status_code, body, response.headers
 
 
-def test_stream_answers_carry_cors_headers_for_an_allowed_origin(acme: Api, globex: Api, server) -> None:
+def test_stream_answers_carry_cors_headers_for_an_allowed_origin(
+    acme: Api, globex: Api, server, tenant_pair
+) -> None:
     token = acme.token(unique())
     with sse_stream(server.url, token, headers={"Origin": ACME_ORIGIN}) as events:
         next(events)
@@ -301,6 +303,15 @@ def test_stream_answers_carry_cors_headers_for_an_allowed_origin(acme: Api, glob
         got, body, answer = _stream_status(url, Origin=ACME_ORIGIN, **headers)
         assert (got, body["error"]["code"]) == (status, code)
         assert_cors_for(httpx.Response(got, headers=answer), ACME_ORIGIN)
+    # The reconnect after beacon.token-expired: the old token in the query, refused readably (issue 9).
+    expired = jwt.encode(
+        {"sub": unique(), "tid": "acme", "exp": int(time.time()) - 1},
+        tenant_pair[0][0].signing_secret,
+        "HS256",
+    )
+    got, body, answer = _stream_status(f"{url}?token={expired}", Origin=ACME_ORIGIN)
+    assert (got, body["error"]["code"]) == (401, "token_expired")
+    assert_cors_for(httpx.Response(got, headers=answer), ACME_ORIGIN)
     got, body, answer = _stream_status(url, Origin=EVIL, Authorization=f"Bearer {token}")
     assert (got, body["error"]["code"]) == (403, "origin_not_allowed")
     assert not any(name.lower().startswith("access-control-") for name in answer)
