@@ -114,9 +114,7 @@ def test_every_route_is_503_with_retry_after_while_postgres_is_down(private_post
         lambda: api.client.post("/v1/inbox/read-all", headers=bearer),
         lambda: api.client.post("/v1/inbox/1/read", headers=bearer),
         lambda: api.client.get("/v1/stream", headers=bearer),
-        lambda: api.client.get(
-            "/v1/inbox", headers={**bearer, "Origin": ORIGIN}
-        ),  # CORS lookup
+        lambda: api.client.get("/v1/inbox", headers={**bearer, "Origin": ORIGIN}),  # CORS lookup
         lambda: api.client.get("/v1/stream", headers={**bearer, "Origin": ORIGIN}),
         lambda: api.client.get("/readyz"),
     ]
@@ -132,9 +130,9 @@ def test_every_route_is_503_with_retry_after_while_postgres_is_down(private_post
     # A page on an allowed origin can read the 503 (issue 9: refusals carry the CORS headers).
     for path in ("/v1/inbox", "/v1/stream"):
         refused = wait_until(
-            lambda path=path: (r := api.client.get(path, headers={**bearer, "Origin": ORIGIN})).status_code
-            == 503
-            and r,
+            lambda path=path: (
+                (r := api.client.get(path, headers={**bearer, "Origin": ORIGIN})).status_code == 503 and r
+            ),
             timeout=10,
             interval=0.2,
             message=f"a 503 on {path}",
