@@ -146,6 +146,11 @@ def test_update_tenant_command_line_flags(make_tenant):
     assert tenant.allowed_origins == ["https://x.example.test", "https://y.example.test:8443"]
     assert (tenant.max_connections, tenant.max_connections_per_recipient) == (3, 2)
     assert (tenant.publish_rate_per_second, tenant.max_retention_seconds) == (9, 600)
+    again = manage("update_tenant", tenant.slug, "--active", "--max-payload-bytes", "2048")
+    assert again.returncode == 0, again.stderr
+    tenant.refresh_from_db()
+    assert tenant.is_active and tenant.max_payload_bytes == 2048
+    assert tenant.allowed_origins == ["https://x.example.test", "https://y.example.test:8443"]  # kept
     bad = manage("update_tenant", tenant.slug, "--allowed-origin", "https://x.example.test/")
     assert bad.returncode != 0 and "no path" in bad.stderr and bad.stdout == ""
     assert manage("update_tenant", tenant.slug, "--active", "--inactive").returncode != 0
