@@ -157,7 +157,7 @@ def publish(
 
 _PUBLISH_CALL = (
     "beacon_publish(%s, %s, %s, %s, %s, %s::text[], %s::text[], %s::boolean[], %s::text[], "
-    "%s::text[], %s::integer[], %s, %s, %s)"
+    "%s::text[], %s::integer[], %s, %s, %s, %s::integer)"
 )
 
 
@@ -172,7 +172,8 @@ class _Call:
     channel: str | None
 
 
-def _call(tenant: TenantInfo, pending: list[_Pending], now: datetime) -> _Call:
+def _call(tenant: TenantInfo, pending: list[_Pending], now: datetime, requests: int = 1) -> _Call:
+    """``requests``: how many API requests the rows come from (each counts once in the rate window)."""
     broker = default_broker()
     channel = broker.database_channel if settings.PUBLISH_ANNOUNCE else None
     created = rfc3339(now)
@@ -193,6 +194,7 @@ def _call(tenant: TenantInfo, pending: list[_Pending], now: datetime) -> _Call:
         channel,
         tenant.schema,
         sent_at,
+        requests,
     ]
     return _Call(args, created, sent_at, window, channel)
 
@@ -267,25 +269,142 @@ def _publish_query(schema: str) -> sql.Composed:
 async def publish_direct(
     pool: AsyncConnectionPool, tenant: TenantInfo, items: list[tuple[PublishIn, str]]
 ) -> Outcome:
-    """:func:`publish` without ``Idempotency-Key``, on the worker's event loop: the same one statement
-    (schema-qualified, so no ``search_path`` round trip) on an async connection, no thread hop. Errors are
-    those of :func:`publish`; a lost connection surfaces as ``psycopg.OperationalError`` (``503``)."""
+    """:func:`publish` without ``Idempotency-Key``, on the worker's event loop: the same statement
+    (schema-qualified, so no ``search_path`` round trip) on an async connection, no thread hop, shared with
+    the tenant's other publishes in flight on this worker (:class:`Coalescer`). Errors are those of
+    :func:`publish`; a lost connection surfaces as ``psycopg.OperationalError`` (``503``)."""
     pending = expand(items, tenant)
-    now = timezone.now()
-    call = _call(tenant, pending, now)
-    query = _publish_query(tenant.schema)
-    try:
-        async with pool.connection() as conn:
-            cur = await conn.execute(query, call.args)
-            row = await cur.fetchone()
-    except psycopg.Error as exc:
-        if exc.sqlstate == RATE_LIMITED_SQLSTATE:
-            raise _rate_limited(tenant, call.window) from None
-        raise
-    assert row is not None
-    stored = _rows(row[0], pending, call, now)
+    ids, call, now = await _coalescer(pool).store(tenant, pending)
+    stored = _rows(ids, pending, call, now)
     metrics.NOTIFICATIONS_INGESTED.labels(metrics.tenant_label(tenant.slug)).inc(len(stored))
     return Outcome(201, _body_of(stored))
+
+
+MAX_COALESCED_ROWS = 1000  # rows of one shared call; a larger request is stored on its own
+
+
+@dataclass
+class _Waiting:
+    """One request waiting for its tenant's next shared call: its rows, and the future its ids arrive on."""
+
+    pending: list[_Pending]
+    done: asyncio.Future[tuple[list[int], _Call, datetime]]
+
+
+class Coalescer:
+    """Group commit for one worker: a tenant's publishes in flight together share one ``beacon_publish`` call.
+
+    Each tenant's publishes serialise on its ordering lock, held through the commit (module docstring), so
+    one statement at a time per tenant is all the database can run anyway. While a tenant's call runs, its
+    new requests queue; when it ends, every queued request goes in the next call (one lock, one rate-window
+    update, one NOTIFY, one commit and one announcement for all of them). A lone request waits for nothing:
+    it starts at once. Ids stay in commit order (one transaction takes them in request order), each request
+    counts once in the rate window (``p_requests``, migration 0004), and a refusal of the shared call that
+    may concern only some of its requests (``429``, a data error) is retried request by request, so every
+    request gets the answer it would have had alone.
+    """
+
+    def __init__(self, pool: AsyncConnectionPool) -> None:
+        self.pool = pool
+        self._queues: dict[str, list[_Waiting]] = {}  # tenant schema -> requests for its next call
+        self._running: set[asyncio.Task[None]] = set()  # the loop keeps only weak references to tasks
+
+    async def store(self, tenant: TenantInfo, pending: list[_Pending]) -> tuple[list[int], _Call, datetime]:
+        """Store one request's rows: ``(ids, the call, its now)``; raises as :func:`publish` would."""
+        done: asyncio.Future[tuple[list[int], _Call, datetime]] = asyncio.get_running_loop().create_future()
+        queue = self._queues.get(tenant.schema)
+        if queue is None:  # no call of this tenant running here: start one, this request first
+            self._queues[tenant.schema] = queue = []
+            task = asyncio.get_running_loop().create_task(self._run(tenant, [_Waiting(pending, done)]))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+        else:
+            queue.append(_Waiting(pending, done))
+        return await done  # a cancelled request (client gone) before its call starts is left out of it
+
+    async def _run(self, tenant: TenantInfo, first: list[_Waiting]) -> None:
+        """Run calls for ``tenant`` until no request waits, then let the next request start anew."""
+        batch = first
+        try:
+            while batch:
+                await self._call(tenant, batch)
+                batch = self._next(tenant.schema)
+        finally:
+            for waiting in self._queues.pop(tenant.schema, []):  # only if a call raised past _call
+                if not waiting.done.done():
+                    waiting.done.set_exception(RuntimeError("publish queue stopped"))
+
+    def _next(self, schema: str) -> list[_Waiting]:
+        queue = self._queues[schema]
+        batch: list[_Waiting] = []
+        rows = 0
+        while queue and (not batch or rows + len(queue[0].pending) <= MAX_COALESCED_ROWS):
+            waiting = queue.pop(0)
+            if not waiting.done.done():  # cancelled while queued: nothing stored for it
+                batch.append(waiting)
+                rows += len(waiting.pending)
+        return batch
+
+    async def _call(self, tenant: TenantInfo, batch: list[_Waiting]) -> None:
+        live = [waiting for waiting in batch if not waiting.done.done()]
+        if not live:
+            return
+        try:
+            ids, call, now = await self._statement(
+                tenant, [row for w in live for row in w.pending], len(live)
+            )
+        except (ApiError, psycopg.DataError, psycopg.IntegrityError, psycopg.ProgrammingError) as exc:
+            if len(live) == 1:
+                _settle(live[0], exc)
+                return
+            for waiting in live:  # the refusal may concern only some of them: each on its own
+                await self._call(tenant, [waiting])
+            return
+        except Exception as exc:  # an outage or a bug: every request of the call gets it (503 / 500)
+            for waiting in live:
+                _settle(waiting, exc)
+            return
+        start = 0
+        for waiting in live:
+            end = start + len(waiting.pending)
+            _settle(waiting, (ids[start:end], call, now))
+            start = end
+
+    async def _statement(
+        self, tenant: TenantInfo, pending: list[_Pending], requests: int
+    ) -> tuple[list[int], _Call, datetime]:
+        now = timezone.now()
+        call = _call(tenant, pending, now, requests)
+        try:
+            async with self.pool.connection() as conn:
+                cur = await conn.execute(_publish_query(tenant.schema), call.args)
+                row = await cur.fetchone()
+        except psycopg.Error as exc:
+            if exc.sqlstate == RATE_LIMITED_SQLSTATE:
+                raise _rate_limited(tenant, call.window) from None
+            raise
+        assert row is not None
+        return row[0], call, now
+
+
+def _settle(waiting: _Waiting, outcome: tuple[list[int], _Call, datetime] | BaseException) -> None:
+    if waiting.done.done():  # its request was cancelled while the call ran: the rows are stored all the same
+        return
+    if isinstance(outcome, BaseException):
+        waiting.done.set_exception(outcome)
+    else:
+        waiting.done.set_result(outcome)
+
+
+_coalescers: dict[int, Coalescer] = {}
+
+
+def _coalescer(pool: AsyncConnectionPool) -> Coalescer:
+    """The worker's coalescer for ``pool`` (one per pool: the pool belongs to one event loop)."""
+    found = _coalescers.get(id(pool))
+    if found is None or found.pool is not pool:
+        found = _coalescers[id(pool)] = Coalescer(pool)
+    return found
 
 
 async def store(
