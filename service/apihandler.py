@@ -96,8 +96,12 @@ class ApiHandler(ASGIHandler):
         if problem is not None:
             await _refuse(send, problem, scope)
             return
-        if scope["path"] == "/v1/stream" and scope["method"] != "OPTIONS":  # GET never gets here (app.py)
-            allow = ApiError(405, "method_not_allowed", "the stream allows GET", headers={"Allow": "GET"})
+        if (
+            scope["path"] == "/v1/stream" and scope["method"] != "OPTIONS"
+        ):  # GET, HEAD never get here (app.py)
+            allow = ApiError(
+                405, "method_not_allowed", "the stream allows GET, HEAD", headers={"Allow": "GET, HEAD"}
+            )
             await _refuse(send, allow, scope)
             return
         limit = body_limit(scope["path"])
@@ -142,4 +146,9 @@ class ApiHandler(ASGIHandler):
             replayed = True
             return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
 
+        if scope["method"] == "HEAD":
+            # HEAD is GET without the body (RFC 9110 section 9.3.2) on every route that takes GET: ninja's
+            # operations answered it 405. Django sees a GET; the server's own copy of the scope still says
+            # HEAD, so uvicorn sends the headers and drops the body.
+            scope = {**scope, "method": "GET"}
         await super().__call__(scope, replay, send)

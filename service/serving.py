@@ -11,7 +11,10 @@ Two refusals h11 makes and httptools does not are added to the httptools protoco
 same requests: a request line and headers of more than ``MAX_HEAD_BYTES`` (httptools buffered any size; an
 8 MB header was served), and HTTP versions other than 1.0 and 1.1 (httptools served ``GET /x`` as HTTP/0.9).
 An absolute-form target (``GET http://host/path``) replaces ``Host`` with the target's authority (RFC 9112
-section 3.2.2); uvicorn's h11 protocol keeps such a target as the path, which no route matches (404).
+section 3.2.2), in both protocols (uvicorn's h11 protocol kept such a target as the path: a 404); a target
+of another scheme or form (``ftp://host/path``) is ``400 bad_request`` (``target_problem``). A request
+without ``Host``, or with two, is ``400 invalid_host`` in both (h11 refuses it itself; httptools leaves it to
+the app's ``service.hosts``).
 
 A response to an HTTP/1.0 request without ``Content-Length`` is close-delimited, as h11 does, instead of
 chunked (``_close_delimited_for_http10``).
@@ -93,20 +96,71 @@ def _ignored_upgrade(protocol: Any) -> None:
     protocol.logger.debug("Upgrade header ignored: the request is served as HTTP/1.1.")
 
 
+def _host_refusal(problem: str) -> bytes | None:
+    """The body the app gives a request without ``Host`` or with two (``service.hosts``: ``400
+    invalid_host``) when h11 refused it for that reason (its message), else ``None``."""
+    from service import hosts  # Django's settings are loaded by then (the first request)
+
+    if problem == "Missing mandatory Host: header":
+        error = hosts.request_problem([], "1.1")
+    elif problem == "Found multiple Host: headers":
+        error = hosts.request_problem([(b"host", b"x"), (b"host", b"x")], "1.1")
+    else:
+        return None
+    return error.to_bytes() if error is not None else None
+
+
+class _Connection(h11.Connection):
+    """h11's server connection with the two rules the httptools protocol applies to a request line:
+    a target of another form or scheme is refused (``target_problem``), and an absolute-form target's
+    authority is the request's host (``absolute_form_authority``). ``refusal`` is the body of the ``400``
+    when it is not ``bad_request`` (a missing or repeated ``Host``: what the app answers under httptools)."""
+
+    refusal: bytes | None = None
+
+    def next_event(self) -> Any:
+        try:
+            event = super().next_event()
+        except h11.RemoteProtocolError as exc:
+            self.refusal = _host_refusal(str(exc))
+            raise
+        if isinstance(event, h11.Request):
+            if target_problem(event.method, event.target):
+                raise h11.RemoteProtocolError("request target of another form or scheme")
+            authority = absolute_form_authority(event.target)
+            if authority is not None:
+                headers = [(n, v) for n, v in event.headers if n != b"host"] + [(b"host", authority)]
+                rest = event.target.split(b"://", 1)[1][len(authority) :]
+                target = rest if rest.startswith(b"/") else b"/" + rest
+                try:
+                    event = h11.Request(
+                        method=event.method, target=target, headers=headers, http_version=event.http_version
+                    )
+                except h11.LocalProtocolError as exc:  # an authority that is no header value
+                    raise h11.RemoteProtocolError(str(exc)) from None
+        return event
+
+
 class H11Protocol(h11_impl.H11Protocol):
-    """uvicorn's h11 protocol with JSON ``400 bad_request`` and ``500 internal_error``."""
+    """uvicorn's h11 protocol with JSON ``400 bad_request`` and ``500 internal_error``, and the request
+    target and ``Host`` rules of the httptools protocol (``_Connection``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.conn = _Connection(h11.SERVER, self.conn._max_incomplete_event_size)
 
     def _unsupported_upgrade_warning(self) -> None:
         _ignored_upgrade(self)
 
     def send_400_response(self, msg: str) -> None:
+        body = getattr(self.conn, "refusal", None) or BAD_REQUEST
         headers = [
             (b"content-type", _JSON),
-            (b"content-length", str(len(BAD_REQUEST)).encode()),
+            (b"content-length", str(len(body)).encode()),
             (b"connection", b"close"),
         ]
         output = self.conn.send(h11.Response(status_code=400, headers=headers, reason=b"Bad Request"))
-        output += self.conn.send(h11.Data(data=BAD_REQUEST)) or b""
+        output += self.conn.send(h11.Data(data=body)) or b""
         output += self.conn.send(h11.EndOfMessage()) or b""
         self.transport.write(output)
         self.transport.close()
@@ -130,6 +184,18 @@ def absolute_form_authority(target: bytes) -> bytes | None:
     if not sep or scheme.lower() not in (b"http", b"https"):
         return None
     return _AUTHORITY_END.split(rest, maxsplit=1)[0]
+
+
+def target_problem(method: bytes, target: bytes) -> bool:
+    """Whether a request target is of no form Beacon serves (RFC 9112 section 3.2): origin-form
+    (``/path?query``), absolute-form with the ``http`` or ``https`` scheme, and ``*`` for ``OPTIONS`` are
+    served; ``ftp://host/path``, ``mailto:x``, ``*`` for ``GET`` or an authority-form target (``CONNECT``'s
+    only) are ``400 bad_request``. An ``ftp`` target was served as the path it named, on the host it named."""
+    if target.startswith(b"/"):
+        return False
+    if target == b"*":
+        return method != b"OPTIONS"
+    return absolute_form_authority(target) is None
 
 
 _UNBOUNDED = 2**63  # "Content-Length" uvicorn counts down while a close-delimited body is written
@@ -257,8 +323,15 @@ if importlib.util.find_spec("httptools") is not None:
             self._stop_head_timer()
             if self.parser.get_http_version() not in _VERSIONS:
                 raise ValueError("only HTTP/1.0 and HTTP/1.1 are served")
+            if target_problem(self.parser.get_method(), self.url):
+                raise ValueError("request target of another form or scheme")
             authority = absolute_form_authority(self.url)
-            if authority is not None:  # the scope's headers are this list: the app sees the target's host
+            hosts = sum(1 for name, _ in self.headers if name == b"host")
+            # A missing (HTTP/1.1) or repeated Host stays for the app to refuse, as h11 refuses it itself.
+            if authority is not None and (
+                hosts == 1 or (hosts == 0 and self.parser.get_http_version() == "1.0")
+            ):
+                # the scope's headers are this list: the app sees the target's host
                 self.headers[:] = [(n, v) for n, v in self.headers if n != b"host"] + [(b"host", authority)]
             super().on_headers_complete()
 

@@ -199,9 +199,11 @@ SPELLINGS: dict[str, Callable[[], str]] = {
     "padding on the signature": lambda: _respelled(_pad(2), resign=False),
     "standard alphabet + in the claims": lambda: _respelled(_standard(1, "-", "+")),
     "standard alphabet / in the claims": lambda: _respelled(_standard(1, "_", "/")),
-    "standard alphabet in the signature": lambda: _respelled(_standard(2, "-", "+"), resign=False)
-    if "-" in _token(_claims_json()).split(".")[2]
-    else _respelled(_standard(2, "_", "/"), resign=False),
+    "standard alphabet in the signature": lambda: (
+        _respelled(_standard(2, "-", "+"), resign=False)
+        if "-" in _token(_claims_json()).split(".")[2]
+        else _respelled(_standard(2, "_", "/"), resign=False)
+    ),
     "unused bits set in the signature": lambda: _respelled(_noncanonical, resign=False),
     "newline inside the signature": lambda: _respelled(_inserted("\n"), resign=False),
     "space inside the signature": lambda: _respelled(_inserted(" "), resign=False),

@@ -39,6 +39,11 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 log = logging.getLogger(__name__)
 MAX_COALESCED = 64  # queued frames written in one send...
 MAX_COALESCED_BYTES = 64 * 1024  # ...up to about this many bytes
+STREAM_HEADERS = (
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache, no-store"),
+    (b"x-accel-buffering", b"no"),
+)
 
 
 class Request:
@@ -138,6 +143,14 @@ async def stream(scope: Scope, receive: Receive, send: Send, runtime: Runtime) -
             if origin and not headers:  # the tenant lists it, the cached union not yet
                 headers = cors.actual_headers(origin)
             last_id = parse_last_event_id(request)
+            if scope["method"] == "HEAD":
+                # The answer a GET would start with, without the stream (docs/decisions.md): the same
+                # refusals, then 200 and the stream's headers; no slot, no subscription, no body.
+                await send(
+                    {"type": "http.response.start", "status": 200, "headers": [*STREAM_HEADERS, *headers]}
+                )
+                await send({"type": "http.response.body", "body": b""})
+                return
             tenant = subscriber.tenant
             assert runtime.slots is not None
             outcome = await runtime.slots.acquire(  # batched with other connects' (service/streaming/slots)
@@ -210,12 +223,7 @@ async def _serve(
             {
                 "type": "http.response.start",
                 "status": 200,
-                "headers": [
-                    (b"content-type", b"text/event-stream; charset=utf-8"),
-                    (b"cache-control", b"no-cache, no-store"),
-                    (b"x-accel-buffering", b"no"),
-                    *cors_headers,
-                ],
+                "headers": [*STREAM_HEADERS, *cors_headers],
             },
         )
         sub.task = asyncio.current_task()
