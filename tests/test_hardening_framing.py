@@ -63,6 +63,12 @@ MALFORMED: dict[str, bytes] = {
     "request line with spaces in the target": b"GET /a b c HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
     "request line garbage": b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n",  # TLS to a plain port
     "method with a control byte": b"G\x01T /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    # RFC 9112 section 3.2: origin-form, absolute-form (http, https) or "*" for OPTIONS; nothing else
+    "absolute-form ftp target": b"GET ftp://127.0.0.1/healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    "absolute-form ws target": b"GET ws://127.0.0.1/healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    "absolute-form file target": b"GET file:///etc/passwd HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    "asterisk-form with GET": b"GET * HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    "authority-form with GET": b"GET 127.0.0.1:80 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
 }
 
 
@@ -261,3 +267,64 @@ def test_a_kept_alive_connection_gets_the_head_timeout_per_request(start_server)
         while part := sock.recv(65536):
             rest += part
         assert rest.startswith(b"HTTP/1.1 408") and b'"request_timeout"' in rest
+
+
+# --- Both protocols in front of Beacon's app: the same answer to the same bytes -----------------------------
+@pytest.fixture(scope="module", params=[HttpProtocol, H11Protocol], ids=["httptools", "h11"])
+def beacon_over(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Beacon's ASGI app (``service.asgi``) served in this process by each protocol; only routes that need
+    no database are asked (``/healthz``)."""
+    from service.asgi import application
+
+    port = free_port()
+    config = uvicorn.Config(
+        application, host="127.0.0.1", port=port, http=request.param, lifespan="off", log_level="critical"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
+    thread.start()
+    wait_until(lambda: server.started, timeout=10, message="uvicorn to start")
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def _healthz(target: bytes = b"/healthz", *headers: bytes, version: bytes = b"1.1") -> bytes:
+    lines = [b"GET " + target + b" HTTP/" + version, *headers, b"Connection: close"]
+    return b"\r\n".join(lines) + b"\r\n\r\n"
+
+
+BOTH: dict[str, tuple[bytes, int, str | None]] = {
+    "served": (_healthz(b"/healthz", b"Host: 127.0.0.1"), 200, None),
+    "HTTP/1.1 without Host": (_healthz(b"/healthz"), 400, "invalid_host"),
+    "two Host lines": (_healthz(b"/healthz", b"Host: 127.0.0.1", b"Host: 127.0.0.1"), 400, "invalid_host"),
+    "HTTP/1.0 without Host": (_healthz(b"/healthz", version=b"1.0"), 200, None),
+    "absolute-form replaces a bad Host": (_healthz(b"http://127.0.0.1/healthz", b"Host: a b"), 200, None),
+    "absolute-form, scheme in capitals": (_healthz(b"HTTPS://127.0.0.1:8/healthz", b"Host: x"), 200, None),
+    "absolute-form gives HTTP/1.0 its host": (
+        _healthz(b"http://127.0.0.1/healthz", version=b"1.0"),
+        200,
+        None,
+    ),
+    "absolute-form, HTTP/1.1 without Host": (_healthz(b"http://127.0.0.1/healthz"), 400, "invalid_host"),
+    "absolute-form, two Host lines": (
+        _healthz(b"http://127.0.0.1/healthz", b"Host: a", b"Host: a"),
+        400,
+        "invalid_host",
+    ),
+    "absolute-form with an invalid host": (_healthz(b"http://a..b/healthz", b"Host: x"), 400, "invalid_host"),
+    "absolute-form ftp": (_healthz(b"ftp://127.0.0.1/healthz", b"Host: 127.0.0.1"), 400, "bad_request"),
+    "absolute-form mailto": (_healthz(b"mailto:a@127.0.0.1", b"Host: 127.0.0.1"), 400, "bad_request"),
+    "asterisk with GET": (_healthz(b"*", b"Host: 127.0.0.1"), 400, "bad_request"),
+}
+
+
+@pytest.mark.parametrize("name", list(BOTH))
+def test_both_protocols_answer_targets_and_hosts_alike(beacon_over: str, name: str):
+    request, status, code = BOTH[name]
+    got, headers, body, _ = _exchange(beacon_over, request)
+    assert got == status, (name, got, body)
+    assert headers["content-type"] == "application/json", headers
+    if code is not None:
+        error = json.loads(body)["error"]
+        assert error["code"] == code and error["message"], error
