@@ -96,6 +96,38 @@ def _ignored_upgrade(protocol: Any) -> None:
     protocol.logger.debug("Upgrade header ignored: the request is served as HTTP/1.1.")
 
 
+class _HeadTimer:
+    """``408 request_timeout`` for a request head that does not arrive within ``HEAD_TIMEOUT_SECONDS`` of
+    the connection's start or the request's first byte; each protocol says when a head starts and ends."""
+
+    _head_timer: asyncio.TimerHandle | None = None
+    loop: asyncio.AbstractEventLoop
+    transport: Any
+    logger: Any
+    server_state: Any
+
+    def _start_head_timer(self) -> None:
+        if self._head_timer is None:
+            self._head_timer = self.loop.call_later(HEAD_TIMEOUT_SECONDS, self._head_timed_out)
+
+    def _stop_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _in_request_head(self) -> bool:
+        raise NotImplementedError
+
+    def _head_timed_out(self) -> None:
+        """The head did not arrive in time (slowloris): ``408 request_timeout``, connection closed."""
+        self._head_timer = None
+        if self._in_request_head() and not self.transport.is_closing():
+            self.logger.info("Request head not received in time: 408, connection closed.")
+            answer = _answer_bytes(b"408 Request Timeout", REQUEST_TIMEOUT, self.server_state.default_headers)
+            self.transport.write(answer)
+            self.transport.close()
+
+
 def _host_refusal(problem: str) -> bytes | None:
     """The body the app gives a request without ``Host`` or with two (``service.hosts``: ``400
     invalid_host``) when h11 refused it for that reason (its message), else ``None``."""
@@ -141,13 +173,34 @@ class _Connection(h11.Connection):
         return event
 
 
-class H11Protocol(h11_impl.H11Protocol):
+class H11Protocol(_HeadTimer, h11_impl.H11Protocol):
     """uvicorn's h11 protocol with JSON ``400 bad_request`` and ``500 internal_error``, and the request
-    target and ``Host`` rules of the httptools protocol (``_Connection``)."""
+    target and ``Host`` rules and the head timeout of the httptools protocol (``_Connection``,
+    ``_HeadTimer``: h11 has no head timeout of its own, so a slow head held the connection forever)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.conn = _Connection(h11.SERVER, self.conn._max_incomplete_event_size)
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        self._start_head_timer()  # a connection that sends nothing at all is closed too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_head_timer()
+        super().connection_lost(exc)
+
+    def _in_request_head(self) -> bool:
+        return self.conn.their_state is h11.IDLE
+
+    def _timed_handle_events(self) -> None:
+        # A head starts with the first byte while h11 waits for a request (IDLE), received now or pipelined
+        # earlier; it ends when h11 leaves IDLE (a request read, or an error).
+        if self.conn.their_state is h11.IDLE and self.conn.trailing_data[0]:
+            self._start_head_timer()
+        self._handle_events_in_shape()
+        if self.conn.their_state is not h11.IDLE:
+            self._stop_head_timer()
 
     def _unsupported_upgrade_warning(self) -> None:
         _ignored_upgrade(self)
@@ -166,6 +219,9 @@ class H11Protocol(h11_impl.H11Protocol):
         self.transport.close()
 
     def handle_events(self) -> None:
+        self._timed_handle_events()
+
+    def _handle_events_in_shape(self) -> None:
         # h11 stops after each request until its response is complete (PAUSED), so a call starts at most one
         # cycle, whose task is only scheduled: replacing its 500 answer here comes before the app runs.
         before = self.cycle
@@ -251,14 +307,13 @@ HttpProtocol: type[Any] = H11Protocol
 if importlib.util.find_spec("httptools") is not None:
     from uvicorn.protocols.http import httptools_impl
 
-    class HttpToolsProtocol(httptools_impl.HttpToolsProtocol):
+    class HttpToolsProtocol(_HeadTimer, httptools_impl.HttpToolsProtocol):
         """uvicorn's httptools protocol (production's) with JSON ``400 bad_request`` and ``500
-        internal_error``, a head size limit and HTTP/1.0 and 1.1 only."""
+        internal_error``, a head size limit, a head timeout and HTTP/1.0 and 1.1 only."""
 
         _in_head = True
         _head_bytes = 0  # bytes received since the current request began, while its head is incomplete
         _exact = 0  # bytes of the current request's target and header lines, as parsed
-        _head_timer: asyncio.TimerHandle | None = None
 
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
@@ -268,25 +323,8 @@ if importlib.util.find_spec("httptools") is not None:
             self._stop_head_timer()
             super().connection_lost(exc)
 
-        def _start_head_timer(self) -> None:
-            if self._head_timer is None:
-                self._head_timer = self.loop.call_later(HEAD_TIMEOUT_SECONDS, self._head_timed_out)
-
-        def _stop_head_timer(self) -> None:
-            if self._head_timer is not None:
-                self._head_timer.cancel()
-                self._head_timer = None
-
-        def _head_timed_out(self) -> None:
-            """The head did not arrive in time (slowloris): ``408 request_timeout``, connection closed."""
-            self._head_timer = None
-            if self._in_head and not self.transport.is_closing():
-                self.logger.info("Request head not received in time: 408, connection closed.")
-                answer = _answer_bytes(
-                    b"408 Request Timeout", REQUEST_TIMEOUT, self.server_state.default_headers
-                )
-                self.transport.write(answer)
-                self.transport.close()
+        def _in_request_head(self) -> bool:
+            return self._in_head
 
         def _unsupported_upgrade_warning(self) -> None:
             _ignored_upgrade(self)

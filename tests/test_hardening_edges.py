@@ -8,6 +8,9 @@
 - A CORS preflight on an unknown path under ``/v1/inbox/`` answered ``204``: ``404 not_found``.
 - ``HEAD`` on ninja's GET routes was ``405``: every route that takes GET takes HEAD (same headers, no body),
   the stream included (its refusals, then 200 with its headers and nothing else).
+- Found by fuzzing the previous fixes: white space around ``Idempotency-Key`` was part of the key under
+  httptools (not under h11), and an invalid ``last_event_id`` query was ignored when ``Last-Event-ID`` was
+  sent too.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import base64
 import hashlib
 import hmac
 import json
+import socket
 import time
 from typing import Any
 
@@ -212,3 +216,47 @@ def test_405_allow_lists_head_with_get(acme: Api):
     assert [m.strip() for m in response.headers["allow"].split(",")] == ["GET", "HEAD"]
     response = acme.client.put("/v1/notifications")
     assert {m.strip() for m in response.headers["allow"].split(",")} == {"GET", "HEAD", "POST"}
+
+
+# --- Found by this pass's fuzzing ----------------------------------------------------------------------------
+def _raw_post(url: str, key: str, extra: bytes, body: bytes) -> bytes:
+    host, port = url.removeprefix("http://").split(":")
+    request = (
+        b"POST /v1/notifications HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        + f"Authorization: Bearer {key}\r\nContent-Length: {len(body)}\r\n".encode()
+        + extra
+        + b"Connection: close\r\n\r\n"
+        + body
+    )
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(request)
+        answer = b""
+        while part := sock.recv(65536):
+            answer += part
+    return answer
+
+
+@pytest.mark.parametrize("padding", [b" ", b"\t", b" \t "])
+def test_white_space_around_an_idempotency_key_is_not_part_of_it(acme: Api, server, padding: bytes):
+    """RFC 9110 section 5.5: h11 strips it, httptools kept the trailing part (``k\\t`` was a 422, ``k `` a
+    key other than ``k``)."""
+    key = unique("key")
+    body = json.dumps({"recipient": unique(), "data": 1}).encode()
+    first = _raw_post(server.url, acme.key, b"Idempotency-Key: " + key.encode() + padding + b"\r\n", body)
+    assert first.startswith(b"HTTP/1.1 201 "), first
+    again = acme.client.post(
+        "/v1/notifications",
+        content=body,
+        headers=acme.headers(**{"Idempotency-Key": key, "Content-Type": "application/json"}),
+    )
+    assert again.status_code == 201 and again.headers.get("idempotent-replayed") == "true", again.text
+
+
+def test_an_invalid_last_event_id_query_is_refused_even_when_the_header_wins(acme: Api):
+    bearer = {"Authorization": f"Bearer {acme.token(unique())}"}
+    for query in ("x", "-1", "+5", "1e3", "١٢"):
+        response = acme.client.get(
+            "/v1/stream", params={"last_event_id": query}, headers={**bearer, "Last-Event-ID": "5"}
+        )
+        assert response.status_code == 400, (query, response.text)
+        assert response.json()["error"]["code"] == "invalid_last_event_id"

@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 import uvicorn
 
-from service.serving import MAX_HEAD_BYTES, BeaconWorker, H11Protocol, HttpProtocol
+from service import serving
+from service.serving import MAX_HEAD_BYTES, REQUEST_TIMEOUT, BeaconWorker, H11Protocol, HttpProtocol
 from tests.support import free_port, wait_until
 
 GOOD = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
@@ -167,6 +168,8 @@ async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         raise RuntimeError("boom before the response")
     if scope["path"] == "/silent":
         return  # returns without starting a response
+    if scope["path"] == "/slow":
+        await asyncio.sleep(1.5)  # an answer slower than the head timeout set by the test
     body = b'{"ok":true}'
     await send(
         {
@@ -328,3 +331,84 @@ def test_both_protocols_answer_targets_and_hosts_alike(beacon_over: str, name: s
     if code is not None:
         error = json.loads(body)["error"]
         assert error["code"] == code and error["message"], error
+
+
+# --- The head timeout in both protocols (h11 had none), and the body timeout --------------------------------
+def _head_timeout_rows() -> dict[str, list[tuple[bytes, float]]]:
+    """name -> what the client sends: (bytes, seconds to wait after them)."""
+    head = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: " + b"a" * 20 + b"\r\n\r\n"
+    return {
+        "nothing": [],
+        "request line only": [(b"GET /healthz HTTP/1.1\r\n", 0)],
+        "one byte": [(b"G", 0)],
+        "drip-fed head": [(bytes([b]), 0.1) for b in head],  # 4 s in all, the timeout is 1 s
+        "a second request's head on a kept-alive connection": [
+            (b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", 0.5),
+            (b"GET /healthz HTTP/1.1\r\n", 0),
+        ],
+        "a pipelined unfinished head": [
+            (b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHo", 0)
+        ],
+    }
+
+
+def _send_slowly(url: str, parts: list[tuple[bytes, float]]) -> bytes:
+    """Send each part and wait after it (the client is slow: that is the input), then read to the end."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            for data, wait in parts:
+                sock.sendall(data)
+                time.sleep(wait)
+        answer = b""
+        with contextlib.suppress(ConnectionResetError):
+            while part := sock.recv(65536):
+                answer += part
+    return answer
+
+
+@pytest.mark.parametrize("name", list(_head_timeout_rows()))
+def test_both_protocols_answer_a_late_head_408(toy_server: str, monkeypatch: pytest.MonkeyPatch, name: str):
+    monkeypatch.setattr(serving, "HEAD_TIMEOUT_SECONDS", 1.0)
+    answer = _send_slowly(toy_server, _head_timeout_rows()[name])  # the server closes: recv ends
+    last = answer[answer.rfind(b"HTTP/1.1 ") :]
+    assert last.startswith(b"HTTP/1.1 408 "), answer
+    assert last.endswith(REQUEST_TIMEOUT), answer
+
+
+def test_both_protocols_serve_a_head_completed_in_time_and_a_slow_answer(
+    toy_server: str, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(serving, "HEAD_TIMEOUT_SECONDS", 1.0)
+    just_in_time = [(b"GET /healthz HTTP/1.1\r\nHost: x\r\n", 0.6), (b"Connection: close\r\n\r\n", 0)]
+    assert _send_slowly(toy_server, just_in_time).startswith(b"HTTP/1.1 200 ")
+    slow = [
+        (b"GET /slow HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 0)
+    ]  # the timer ended with the head
+    assert _send_slowly(toy_server, slow).startswith(b"HTTP/1.1 200 ")
+
+
+def _publish_head(key: str, *framing: bytes) -> bytes:
+    return (
+        b"POST /v1/notifications HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        + f"Authorization: Bearer {key}\r\n".encode()
+        + b"".join(line + b"\r\n" for line in framing)
+        + b"\r\n"
+    )
+
+
+def test_a_body_that_stops_arriving_is_408_and_a_slow_one_is_served(start_server, acme):
+    """The head timer ends with the head: a body that stopped arriving held the connection forever."""
+    srv = start_server(workers=1, HTTP_BODY_TIMEOUT_SECONDS="1")
+    stalled = {
+        "content-length": _publish_head(acme.key, b"Content-Length: 40") + b'{"recipient":',
+        "chunked": _publish_head(acme.key, b"Transfer-Encoding: chunked") + b'd\r\n{"recipient":\r\n',
+        "no body byte": _publish_head(acme.key, b"Content-Length: 40"),
+    }
+    for request in stalled.values():
+        _assert_error(_exchange(srv.url, request), 408, "request_timeout")
+    body = b'{"recipient":"u1","data":1}'
+    trickle = [(_publish_head(acme.key, b"Content-Length: %d" % len(body), b"Connection: close"), 0.4)]
+    trickle += [(body[i : i + 9], 0.4) for i in range(0, len(body), 9)]  # 1.6 s in all, 0.4 s per read
+    assert _send_slowly(srv.url, trickle).startswith(b"HTTP/1.1 201 ")
+    assert srv.errors_since(0) == []

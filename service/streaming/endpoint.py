@@ -74,9 +74,14 @@ class Request:
 def parse_last_event_id(request: Request) -> int | None:
     """The resume position: the ``Last-Event-ID`` header (optional white space around it, RFC 9110 section
     5.5), else the ``last_event_id`` query parameter (exactly ASCII digits, like every query number: ``+5``
-    is `` 5`` in a query and refused, as ``before`` is on the inbox); empty or absent is ``None``."""
+    is `` 5`` in a query and refused, as ``before`` is on the inbox); empty or absent is ``None``. A query
+    value that is not a number is refused even when the header wins: it was ignored silently."""
     header = request.headers.get("last-event-id")
-    raw = header.strip(" \t") if header is not None else request.query.get("last_event_id")
+    query = _last_event_id(request.query.get("last_event_id"))  # checked even when the header wins
+    return _last_event_id(header.strip(" \t")) if header is not None else query
+
+
+def _last_event_id(raw: str | None) -> int | None:
     if raw is None or raw == "":
         return None
     value = ascii_int(raw)
