@@ -340,7 +340,20 @@ if importlib.util.find_spec("httptools") is not None:
         def on_message_begin(self) -> None:
             super().on_message_begin()
             self._in_head, self._head_bytes, self._exact = True, 0, 0
+            if self._answering():
+                return  # pipelined behind a response still being sent: its time starts when that one ends
             self._start_head_timer()  # from the first byte of each request of a kept-alive connection
+
+        def _answering(self) -> bool:
+            """Whether a response is still being sent (``cycle`` is the newest request's; responses go out
+            in order). A 408 written now would land inside that response: a stream's chunked body got
+            ``HTTP/1.1 408 ...`` in place of a chunk when a partial request was pipelined behind it."""
+            return self.cycle is not None and not self.cycle.response_complete
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if self._in_head and not self._answering() and not self.transport.is_closing():
+                self._start_head_timer()  # a pipelined head's turn: it is read from now (as h11 does)
 
         def on_url(self, url: bytes) -> None:
             super().on_url(url)

@@ -376,6 +376,21 @@ def test_both_protocols_answer_a_late_head_408(toy_server: str, monkeypatch: pyt
     assert last.endswith(REQUEST_TIMEOUT), answer
 
 
+def test_a_late_pipelined_head_is_408_after_the_answer_before_it_not_inside_it(
+    toy_server: str, monkeypatch: pytest.MonkeyPatch
+):
+    """A partial request pipelined behind a response that takes longer than the head timeout (a stream):
+    httptools wrote the 408 into that response (a chunked stream got ``HTTP/1.1 408`` for a chunk). The
+    pipelined head's time starts when the answer before it ends."""
+    monkeypatch.setattr(serving, "HEAD_TIMEOUT_SECONDS", 1.0)
+    answer = _send_slowly(
+        toy_server, [(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHo", 0)]
+    )
+    first, sep, second = answer.partition(b"HTTP/1.1 408 ")
+    assert first.startswith(b"HTTP/1.1 200 ") and first.endswith(b'{"ok":true}'), answer
+    assert sep and second.endswith(REQUEST_TIMEOUT), answer
+
+
 def test_both_protocols_serve_a_head_completed_in_time_and_a_slow_answer(
     toy_server: str, monkeypatch: pytest.MonkeyPatch
 ):
