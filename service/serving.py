@@ -162,11 +162,12 @@ class _Connection(h11.Connection):
             authority = absolute_form_authority(event.target)
             if authority is not None:
                 headers = [(n, v) for n, v in event.headers if n != b"host"] + [(b"host", authority)]
-                rest = event.target.split(b"://", 1)[1][len(authority) :]
-                target = rest if rest.startswith(b"/") else b"/" + rest
                 try:
                     event = h11.Request(
-                        method=event.method, target=target, headers=headers, http_version=event.http_version
+                        method=event.method,
+                        target=origin_form(event.target),
+                        headers=headers,
+                        http_version=event.http_version,
                     )
                 except h11.LocalProtocolError as exc:  # an authority that is no header value
                     raise h11.RemoteProtocolError(str(exc)) from None
@@ -247,11 +248,21 @@ def target_problem(method: bytes, target: bytes) -> bool:
     (``/path?query``), absolute-form with the ``http`` or ``https`` scheme, and ``*`` for ``OPTIONS`` are
     served; ``ftp://host/path``, ``mailto:x``, ``*`` for ``GET`` or an authority-form target (``CONNECT``'s
     only) are ``400 bad_request``. An ``ftp`` target was served as the path it named, on the host it named."""
+    if b"#" in target:  # no form has a fragment: httptools dropped it, h11 kept it in the path
+        return True
     if target.startswith(b"/"):
         return False
     if target == b"*":
         return method != b"OPTIONS"
-    return absolute_form_authority(target) is None
+    return not absolute_form_authority(target)  # None, or empty (``http:///x``)
+
+
+def origin_form(target: bytes) -> bytes:
+    """The path and query of an absolute-form target: ``http://h:1/a?b`` -> ``/a?b``; ``http://h`` -> ``/``
+    (RFC 9112 section 3.2.2: an empty path is ``/``)."""
+    rest = target.partition(b"://")[2]
+    tail = rest[len(_AUTHORITY_END.split(rest, maxsplit=1)[0]) :]
+    return tail if tail.startswith(b"/") else b"/" + tail
 
 
 _UNBOUNDED = 2**63  # "Content-Length" uvicorn counts down while a close-delimited body is written
@@ -384,6 +395,8 @@ if importlib.util.find_spec("httptools") is not None:
             ):
                 # the scope's headers are this list: the app sees the target's host
                 self.headers[:] = [(n, v) for n, v in self.headers if n != b"host"] + [(b"host", authority)]
+            if authority is not None:  # httptools' URL parser refuses http://host without a path
+                self.url = origin_form(self.url)
             super().on_headers_complete()
 
         def send_400_response(self, msg: str) -> None:

@@ -319,6 +319,15 @@ BOTH: dict[str, tuple[bytes, int, str | None]] = {
     "absolute-form ftp": (_healthz(b"ftp://127.0.0.1/healthz", b"Host: 127.0.0.1"), 400, "bad_request"),
     "absolute-form mailto": (_healthz(b"mailto:a@127.0.0.1", b"Host: 127.0.0.1"), 400, "bad_request"),
     "asterisk with GET": (_healthz(b"*", b"Host: 127.0.0.1"), 400, "bad_request"),
+    "a fragment in the path": (_healthz(b"/healthz#x", b"Host: 127.0.0.1"), 400, "bad_request"),
+    "a fragment in an absolute-form target": (
+        _healthz(b"http://127.0.0.1/healthz#x", b"Host: x"),
+        400,
+        "bad_request",
+    ),
+    "absolute-form with no host": (_healthz(b"http:///healthz", b"Host: 127.0.0.1"), 400, "bad_request"),
+    "absolute-form with no path is /": (_healthz(b"http://127.0.0.1?x=1", b"Host: x"), 404, "not_found"),
+    "absolute-form with an IPv6 host": (_healthz(b"http://[::1]:80/healthz", b"Host: x"), 200, None),
 }
 
 
