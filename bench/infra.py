@@ -104,7 +104,15 @@ def machine() -> dict[str, Any]:
         "mem_gib": round(mem_kb / 1024 / 1024, 1),
         "python": sys.version.split()[0],
         "kernel": os.uname().release,
+        # The kernel's cap on a listen queue (LISTEN_BACKLOG): a storm above it waits on TCP retransmits.
+        "somaxconn": somaxconn(),
     }
+
+
+def somaxconn() -> int | None:
+    with contextlib.suppress(OSError, ValueError), open("/proc/sys/net/core/somaxconn") as f:
+        return int(f.read())
+    return None
 
 
 def raise_fd_limit() -> int:

@@ -141,8 +141,14 @@ async def run_beacon(
                 log(f"beacon: latency over {streams} streams at {rate}/s")
                 await scenarios.latency(cfg, pg, pool, target, streams, emit, rate)
         if "storm" in cfg.scenarios:
+            cap = infra.somaxconn()
             for size in cfg.storm_levels:
                 log(f"beacon: reconnect storm of {size}")
+                if cap is not None and size > cap:
+                    log(
+                        f"  note: net.core.somaxconn is {cap}: handshakes past the listen queue wait on TCP "
+                        "retransmits (docs/deploy.md, Sizing: raise it as the chart's sysctls would)"
+                    )
                 await scenarios.storm(cfg, pg, pool, target, emit, size)
         if "ingest" in cfg.scenarios:
             log(f"beacon: single publishes offered at {cfg.paced_ingest_rate}/s (request latency)")
@@ -347,7 +353,7 @@ async def amain(cfg: Config, args: argparse.Namespace) -> int:
     print(
         f"\n## Beacon benchmark{' (--quick)' if cfg.quick else ''}: {m['nproc']} x {m['cpu_model']}, "
         f"{m['mem_gib']} GiB, PostgreSQL {meta['postgres']['version']}, {cfg.client_procs} client processes, "
-        f"{meta['seconds']} s\n"
+        f"{meta['seconds']} s, net.core.somaxconn {m['somaxconn']}\n"
     )
     print(text, flush=True)
     log(f"results written to {args.out}")

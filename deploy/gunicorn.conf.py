@@ -7,6 +7,8 @@ Everything is read from the environment so the same file serves the container im
     DRAIN_SECONDS            the stream drain window (default 20); gunicorn's graceful_timeout is 10 s more
     METRICS_PORT             Prometheus port served by the master (default 9464; 0 disables it)
     METRICS_BIND             address of that port (default 0.0.0.0)
+    LISTEN_BACKLOG           connections queued before they are accepted (default 16384; the kernel caps it
+                             at net.core.somaxconn): a reconnect storm beyond it waits on TCP retransmits
     PROMETHEUS_MULTIPROC_DIR where workers write metric files (default: /tmp/beacon-prometheus-<master pid>,
                              this instance's own, removed at exit; the image sets /tmp/prometheus)
     FORWARDED_ALLOW_IPS      proxies trusted for X-Forwarded-Proto / X-Forwarded-For: comma-separated
@@ -112,6 +114,11 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "").strip() or "127.
 graceful_timeout = math.ceil(DRAIN_SECONDS) + 10
 timeout = 60  # worker heartbeat timeout (the uvicorn worker beats from its event loop, not per request)
 keepalive = 5
+# The kernel's queue of connections not yet accepted. When a pod drains, thousands of clients reconnect at
+# once; past this queue the kernel drops their handshakes and they retry only after 1 s, 3 s, 7 s (TCP's
+# retransmission timer), so a reconnect storm waits instead of computing. The kernel caps it at
+# net.core.somaxconn (the chart can raise that per pod: values.yaml `sysctls`).
+backlog = _env_int("LISTEN_BACKLOG", 16384)
 # No max_requests: recycling a worker would cut every open stream it holds.
 accesslog = "-"
 errorlog = "-"

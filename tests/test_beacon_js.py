@@ -31,6 +31,8 @@ def test_served_with_a_strong_etag_and_a_short_cache(server) -> None:
     assert response.headers["content-type"] == "text/javascript; charset=utf-8"
     assert response.headers["cache-control"] == "public, max-age=300"
     assert response.headers["x-content-type-options"] == "nosniff"
+    # Cacheable by shared caches, and its CORS headers depend on the Origin: every answer says so.
+    assert "origin" in response.headers["vary"].lower()
     etag = response.headers["etag"]
     assert etag == '"' + hashlib.sha256(body).hexdigest()[:32] + '"'  # strong: no W/ prefix
     assert b"window" in body or b"Beacon" in body
@@ -70,6 +72,7 @@ def test_cors_for_allowed_origins_only_and_other_methods_refused(server, tenant_
     other = httpx.get(url, headers={"Origin": "https://evil.test"}, timeout=10)
     assert other.status_code == 200
     assert not any(name.lower().startswith("access-control-") for name in other.headers)
+    assert "origin" in other.headers["vary"].lower()
     post = httpx.post(url, headers={"Origin": ACME_ORIGIN}, timeout=10)
     assert post.status_code == 405 and post.json()["error"]["code"] == "method_not_allowed"
     assert post.headers["access-control-allow-origin"] == ACME_ORIGIN

@@ -60,9 +60,10 @@ def test_demo_page_shows_the_inbox_and_live_arrivals_and_marks_read(server, demo
                 "n => document.getElementById('unread').textContent === n", arg=expected, timeout=WAIT_MS
             )
 
-            # What the `curl` line of `make run` publishes reads as a message, on top.
+            # What the `curl` line of `make run` publishes (service/devserver.py: a recipient and
+            # {"text": ...}, no event name) reads as a message, on top.
             hello = unique("hello")
-            demo_api.publish_ok({"recipient": "demo-user", "event": "demo.message", "data": {"text": hello}})
+            demo_api.publish_ok({"recipient": "demo-user", "data": {"text": hello}})
             page.wait_for_selector(f"#events li.unread:has-text('{hello}')", timeout=WAIT_MS)
             assert page.locator("#events li span").first.text_content() == hello
             page.wait_for_function(
@@ -93,6 +94,12 @@ def test_demo_page_shows_the_inbox_and_live_arrivals_and_marks_read(server, demo
             page.wait_for_function("!document.querySelector('#events li.unread')", timeout=WAIT_MS)
             assert unread_count(demo_api) == 0
             assert "bk_" not in page.content()
+
+            # A reload shows the history from the inbox with its read state, and the right count.
+            page.reload()
+            page.wait_for_selector(f"#events li.read:has-text('{hello}')", timeout=WAIT_MS)
+            page.wait_for_function("document.getElementById('unread').textContent === '0'", timeout=WAIT_MS)
+            assert page.locator("#events li.unread").count() == 0
         finally:
             browser.close()
 

@@ -24,10 +24,22 @@ def manage(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_operator_commands_round_trip(server):
     slug = f"cmd-{uuid.uuid4().hex[:8]}"
-    created = manage("create_tenant", slug, "--name", "Command Co", "--domain", f"{slug}.example.test")
+    created = manage(
+        "create_tenant",
+        slug,
+        "--name",
+        "Command Co",
+        "--domain",
+        f"{slug}.example.test",
+        "--allowed-origin",
+        "https://app.example.test",
+        "--allowed-origin",
+        "http://localhost:3000",
+    )
     assert created.returncode == 0, created.stderr
     tenant = Tenant.objects.get(slug=slug)
     assert tenant.name == "Command Co" and tenant.domains.get().domain == f"{slug}.example.test"
+    assert tenant.allowed_origins == ["https://app.example.test", "http://localhost:3000"]  # repeatable
 
     again = manage("create_tenant", slug)
     assert again.returncode != 0 and "already exists" in again.stderr

@@ -235,6 +235,15 @@ def test_inbox_from_an_origin_the_tenant_does_not_allow_is_refused_without_cors(
     response = acme.client.get("/v1/inbox", headers={"Authorization": f"Bearer {token}", "Origin": EVIL})
     assert response.status_code == 403 and response.json()["error"]["code"] == "origin_not_allowed"
     assert cors_of(response) == {}
+    # Other refusals to that origin carry none either: the page learns nothing, not even the status.
+    for refused in (
+        acme.client.get("/v1/inbox", headers={"Origin": EVIL}),
+        acme.client.post("/v1/inbox/read-all", headers={"Origin": EVIL, "Authorization": "Bearer x.y.z"}),
+        acme.client.get("/v1/stream", headers={"Origin": EVIL}),
+        acme.client.get("/v1/inbox?before=1%00", headers={"Origin": EVIL}),  # refused before Django
+    ):
+        assert refused.status_code in {401, 422}, refused.text
+        assert cors_of(refused) == {}, refused.request.url
 
 
 def test_cookie_posts_are_refused_from_other_origins(acme: Api, server) -> None:
@@ -270,7 +279,9 @@ def _stream_status(url: str, **headers: str) -> tuple[int, dict[str, Any], httpx
         return response.status_code, body, response.headers
 
 
-def test_stream_answers_carry_cors_headers_for_an_allowed_origin(acme: Api, globex: Api, server) -> None:
+def test_stream_answers_carry_cors_headers_for_an_allowed_origin(
+    acme: Api, globex: Api, server, tenant_pair
+) -> None:
     token = acme.token(unique())
     with sse_stream(server.url, token, headers={"Origin": ACME_ORIGIN}) as events:
         next(events)
@@ -292,6 +303,15 @@ def test_stream_answers_carry_cors_headers_for_an_allowed_origin(acme: Api, glob
         got, body, answer = _stream_status(url, Origin=ACME_ORIGIN, **headers)
         assert (got, body["error"]["code"]) == (status, code)
         assert_cors_for(httpx.Response(got, headers=answer), ACME_ORIGIN)
+    # The reconnect after beacon.token-expired: the old token in the query, refused readably (issue 9).
+    expired = jwt.encode(
+        {"sub": unique(), "tid": "acme", "exp": int(time.time()) - 1},
+        tenant_pair[0][0].signing_secret,
+        "HS256",
+    )
+    got, body, answer = _stream_status(f"{url}?token={expired}", Origin=ACME_ORIGIN)
+    assert (got, body["error"]["code"]) == (401, "token_expired")
+    assert_cors_for(httpx.Response(got, headers=answer), ACME_ORIGIN)
     got, body, answer = _stream_status(url, Origin=EVIL, Authorization=f"Bearer {token}")
     assert (got, body["error"]["code"]) == (403, "origin_not_allowed")
     assert not any(name.lower().startswith("access-control-") for name in answer)

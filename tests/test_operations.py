@@ -146,6 +146,11 @@ def test_update_tenant_command_line_flags(make_tenant):
     assert tenant.allowed_origins == ["https://x.example.test", "https://y.example.test:8443"]
     assert (tenant.max_connections, tenant.max_connections_per_recipient) == (3, 2)
     assert (tenant.publish_rate_per_second, tenant.max_retention_seconds) == (9, 600)
+    again = manage("update_tenant", tenant.slug, "--active", "--max-payload-bytes", "2048")
+    assert again.returncode == 0, again.stderr
+    tenant.refresh_from_db()
+    assert tenant.is_active and tenant.max_payload_bytes == 2048
+    assert tenant.allowed_origins == ["https://x.example.test", "https://y.example.test:8443"]  # kept
     bad = manage("update_tenant", tenant.slug, "--allowed-origin", "https://x.example.test/")
     assert bad.returncode != 0 and "no path" in bad.stderr and bad.stdout == ""
     assert manage("update_tenant", tenant.slug, "--active", "--inactive").returncode != 0
@@ -513,3 +518,14 @@ def test_rotation_ends_streams_with_the_redis_broker(start_server, make_tenant):
         assert ends_within(events, 5)
     refused = httpx.get(server.url + "/v1/stream", params={"token": token}, timeout=10)
     assert refused.status_code == 401
+
+
+def test_listen_backlog_sets_the_accept_queue_of_the_listening_socket(start_server) -> None:
+    """``LISTEN_BACKLOG`` reaches ``listen()``: ``ss`` shows a listening socket's queue limit as Send-Q.
+    A reconnect storm larger than the queue waits on TCP retransmits (docs/deploy.md, Sizing)."""
+    srv = start_server(workers=1, LISTEN_BACKLOG="37")
+    port = srv.url.rsplit(":", 1)[1]
+    shown = subprocess.run(
+        ["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert shown[0] == "LISTEN" and shown[2] == "37", shown  # State Recv-Q Send-Q Local Peer

@@ -22,6 +22,7 @@ import pytest
 
 from tests.support import Api, CheckedThread, unique, wait_until
 
+ORIGIN = "https://app.example"
 SETUP = """
 import django, os
 os.environ["DJANGO_SETTINGS_MODULE"] = "service.settings"
@@ -29,7 +30,7 @@ django.setup()
 from django.core.management import call_command
 call_command("migrate_schemas", shared=True, verbosity=0, interactive=False)
 from tenants.models import ApiKey, Tenant
-tenant = Tenant.objects.create(slug="outage")
+tenant = Tenant.objects.create(slug="outage", allowed_origins=["https://app.example"])
 print(ApiKey.issue(tenant, name="test")[1])
 """
 
@@ -98,6 +99,9 @@ def test_every_route_is_503_with_retry_after_while_postgres_is_down(private_post
     token = api.token(user)
     bearer = {"Authorization": f"Bearer {token}"}
     assert api.publish({"recipient": user}).status_code == 201
+    # The worker learns the allowed origins while the database is up (the union it keeps when a reload fails).
+    primed = api.client.get("/v1/inbox", headers={**bearer, "Origin": ORIGIN})
+    assert primed.headers.get("access-control-allow-origin") == ORIGIN, primed.text
 
     pg.stop()
     routes = [
@@ -110,10 +114,8 @@ def test_every_route_is_503_with_retry_after_while_postgres_is_down(private_post
         lambda: api.client.post("/v1/inbox/read-all", headers=bearer),
         lambda: api.client.post("/v1/inbox/1/read", headers=bearer),
         lambda: api.client.get("/v1/stream", headers=bearer),
-        lambda: api.client.get(
-            "/v1/inbox", headers={**bearer, "Origin": "https://app.example"}
-        ),  # CORS lookup
-        lambda: api.client.get("/v1/stream", headers={**bearer, "Origin": "https://app.example"}),
+        lambda: api.client.get("/v1/inbox", headers={**bearer, "Origin": ORIGIN}),  # CORS lookup
+        lambda: api.client.get("/v1/stream", headers={**bearer, "Origin": ORIGIN}),
         lambda: api.client.get("/readyz"),
     ]
     for route in routes:
@@ -125,6 +127,17 @@ def test_every_route_is_503_with_retry_after_while_postgres_is_down(private_post
             return _unavailable(response)
 
         wait_until(down, timeout=10, interval=0.2, message="a 503 while PostgreSQL is down")
+    # A page on an allowed origin can read the 503 (issue 9: refusals carry the CORS headers).
+    for path in ("/v1/inbox", "/v1/stream"):
+        refused = wait_until(
+            lambda path=path: (
+                (r := api.client.get(path, headers={**bearer, "Origin": ORIGIN})).status_code == 503 and r
+            ),
+            timeout=10,
+            interval=0.2,
+            message=f"a 503 on {path}",
+        )
+        assert refused.headers.get("access-control-allow-origin") == ORIGIN, (path, refused.headers)
 
     pg.start()
     wait_until(lambda: api.publish({"recipient": user}).status_code == 201, timeout=30, message="recovery")

@@ -309,6 +309,7 @@ def test_configmap_holds_every_setting(chart: Any) -> None:
         "STREAM_DB_POOL_SIZE": "4",
         "PUBLISH_DB_POOL_SIZE": "4",
         "DB_POOL_WAIT_SECONDS": "5",
+        "LISTEN_BACKLOG": "16384",
         "LOG_LEVEL": "INFO",
         "ALLOWED_HOSTS": "*",
         "SENTRY_ENVIRONMENT": "production",
@@ -603,7 +604,26 @@ BAD_VALUES = {
     "purge schedule not cron": {"purge": {"schedule": "hourly"}},
     "purge batch of zero": {"purge": {"batchSize": 0}},
     "forwardedAllowIps as a string": {"config": {"forwardedAllowIps": "10.0.0.0/8"}},
+    "listen backlog of zero": {"config": {"listenBacklog": 0}},
+    "sysctl value as a number": {
+        "securityContext": {"sysctls": [{"name": "net.core.somaxconn", "value": 1}]}
+    },
+    "sysctl without a value": {"securityContext": {"sysctls": [{"name": "net.core.somaxconn"}]}},
 }
+
+
+def test_pod_sysctls_raise_the_accept_queue_only_when_asked(chart: Any) -> None:
+    """``securityContext.sysctls`` reaches the server pod (net.core.somaxconn bounds LISTEN_BACKLOG)."""
+    spec = one(render(chart), "Deployment")["spec"]["template"]["spec"]
+    assert "sysctls" not in spec["securityContext"]
+    raised = {"securityContext": {"sysctls": [{"name": "net.core.somaxconn", "value": "16384"}]}}
+    spec = one(render(chart, raised), "Deployment")["spec"]["template"]["spec"]
+    assert spec["securityContext"]["sysctls"] == [{"name": "net.core.somaxconn", "value": "16384"}]
+    jobs = [doc for doc in render(chart, raised) if doc["kind"] in {"Job", "CronJob"}]
+    assert jobs and all("sysctls" not in json.dumps(doc) for doc in jobs)  # they accept no connections
+    assert one(render(chart, {"config": {"listenBacklog": 65536}}), "ConfigMap")["data"][
+        "LISTEN_BACKLOG"
+    ] == ("65536")
 
 
 def test_purge_cronjob_runs_purge_expired_on_the_values_schedule(chart: Any) -> None:

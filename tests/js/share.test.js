@@ -351,3 +351,92 @@ test("inbox calls: Bearer token, no cookies, contract shapes, errors as BeaconEr
     t.client.close();
   }
 });
+
+test("without BroadcastChannel each tab holds its own stream, even where locks exist", async () => {
+  const server = new FakeBeacon();
+  const env = { fetch: server.fetch, navigator: { locks: new Locks() } };
+  const tabs = [tab(server, env), tab(server, env)];
+  try {
+    await until(() => server.streams.size === 2, "two streams");
+    server.publish("x");
+    await until(() => tabs.every((t) => t.seen.ids.length === 1), "x in both");
+  } finally {
+    tabs.forEach((t) => t.client.close());
+  }
+});
+
+test("401 token_expired on a reconnect: one fresh token, resuming from the last id, nothing lost or twice", async () => {
+  const server = new FakeBeacon();
+  const env = browser(server);
+  const t = tab(server, env);
+  try {
+    await until(() => t.client.status === "open", "open");
+    const sent = [server.publish("a").id];
+    await until(() => t.seen.ids.length === 1, "a");
+    const first = server.requests.find((r) => r.path === "/v1/stream").token;
+    server.refuse = (u) => u.searchParams.get("token") === first && { status: 401, code: "token_expired" };
+    server.endAll(); // the connection drops; the reconnect with the old token is refused
+    sent.push(server.publish("while reconnecting").id);
+    await until(() => server.streams.size === 1 && t.client.status === "open", "open again");
+    const streams = server.requests.filter((r) => r.path === "/v1/stream");
+    assert.equal(streams.at(-2).token, first); // refused
+    assert.notEqual(streams.at(-1).token, first); // a fresh token
+    assert.equal(streams.at(-1).last, sent[0]);
+    sent.push(server.publish("b").id);
+    await until(() => t.seen.ids.length === 3, "all three");
+    assert.deepEqual(t.seen.ids, sent);
+    assert.ok(!t.seen.statuses.some(([s]) => s === "closed"));
+  } finally {
+    t.client.close();
+  }
+});
+
+test("inbox calls: a 401 token_expired is retried once with a fresh token; a second 401 is the error", async () => {
+  const server = new FakeBeacon();
+  const env = browser(server);
+  server.publish("a");
+  const t = tab(server, env, { share: false });
+  try {
+    await until(() => t.client.status === "open", "open");
+    const stale = server.requests.find((r) => r.path === "/v1/stream").token;
+    const realFetch = env.fetch;
+    const used = [];
+    let refuseAll = false;
+    env.fetch = async (url, init) => {
+      const token = init.headers.Authorization.slice(7);
+      used.push(token);
+      if (refuseAll || token === stale)
+        return Response.json({ error: { code: "token_expired", message: "expired" } }, { status: 401 });
+      return realFetch(url, init);
+    };
+    const page = await t.client.inbox.list({ limit: 1 });
+    assert.equal(page.notifications[0].data.text, "a");
+    assert.equal(used.length, 2);
+    assert.equal(used[0], stale);
+    assert.notEqual(used[1], stale);
+    refuseAll = true;
+    await assert.rejects(t.client.inbox.list(), (e) => e.name === "BeaconError" && e.status === 401 && e.code === "token_expired");
+    assert.equal(used.length, 4); // one retry, not a loop
+    env.fetch = realFetch;
+  } finally {
+    t.client.close();
+  }
+});
+
+test("a 403 that a fresh token does not fix ends in closed with the error", async () => {
+  const server = new FakeBeacon();
+  server.refuse = () => ({ status: 403, code: "origin_not_allowed" });
+  const env = browser(server);
+  const t = tab(server, env, { share: false });
+  try {
+    await until(() => t.client.status === "closed", "closed");
+    const [, error] = t.seen.statuses.at(-1);
+    assert.equal(error.status, 403);
+    assert.equal(error.code, "origin_not_allowed");
+    assert.equal(streamsOpened(server), 2); // the first token and one fresh one
+    await sleep(300);
+    assert.equal(streamsOpened(server), 2);
+  } finally {
+    t.client.close();
+  }
+});
