@@ -8,7 +8,9 @@ publishes showed those hops as the largest cost, so ``/v1`` gets a handler built
 Django reads the whole body before the view runs (to a temporary file past 2.5 MB), whatever its size.
 ``ApiHandler`` answers ``413 payload_too_large`` as soon as ``Content-Length`` or the bytes received so
 far (chunked bodies) pass the route's limit, holding at most that many bytes: before authentication,
-as nginx's ``client_max_body_size`` would.
+as nginx's ``client_max_body_size`` would; and ``408 request_timeout`` when the body stops arriving for
+``HTTP_BODY_TIMEOUT_SECONDS`` (nginx's ``client_body_timeout``: a slowloris of the body held the connection
+forever, the head timeout of ``service.serving`` having ended with the head).
 
 Once the body is read, a publish without ``Idempotency-Key`` is answered by the lean publish route
 (``service.notifications.publish_route``: the same rules, without Django's per-request machinery); everything
@@ -17,6 +19,7 @@ else goes on to Django.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -47,6 +50,14 @@ Send = Callable[[Message], Awaitable[None]]
 def body_limit(path: str) -> int:
     """Bytes a request body to ``path`` may have: the batch route takes more than the others."""
     return MAX_BATCH_BODY if path.rstrip("/").endswith("/batch") else MAX_SINGLE_BODY
+
+
+def _body_timeout() -> ApiError:
+    return ApiError(
+        408,
+        "request_timeout",
+        f"the request body stopped arriving (nothing for {settings.HTTP_BODY_TIMEOUT_SECONDS:g} s)",
+    )
 
 
 def _too_large(limit: int) -> ApiError:
@@ -96,8 +107,12 @@ class ApiHandler(ASGIHandler):
         if problem is not None:
             await _refuse(send, problem, scope)
             return
-        if scope["path"] == "/v1/stream" and scope["method"] != "OPTIONS":  # GET never gets here (app.py)
-            allow = ApiError(405, "method_not_allowed", "the stream allows GET", headers={"Allow": "GET"})
+        if (
+            scope["path"] == "/v1/stream" and scope["method"] != "OPTIONS"
+        ):  # GET, HEAD never get here (app.py)
+            allow = ApiError(
+                405, "method_not_allowed", "the stream allows GET, HEAD", headers={"Allow": "GET, HEAD"}
+            )
             await _refuse(send, allow, scope)
             return
         limit = body_limit(scope["path"])
@@ -119,7 +134,12 @@ class ApiHandler(ASGIHandler):
         chunks: list[bytes] = []
         size = 0
         while True:
-            message = await receive()
+            try:  # each read of the body, as nginx's client_body_timeout: a body that stops arriving is cut
+                async with asyncio.timeout(settings.HTTP_BODY_TIMEOUT_SECONDS):
+                    message = await receive()
+            except TimeoutError:
+                await _refuse(send, _body_timeout(), scope)
+                return
             if message["type"] == "http.disconnect":
                 return
             chunk = message.get("body", b"")
@@ -142,4 +162,9 @@ class ApiHandler(ASGIHandler):
             replayed = True
             return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
 
+        if scope["method"] == "HEAD":
+            # HEAD is GET without the body (RFC 9110 section 9.3.2) on every route that takes GET: ninja's
+            # operations answered it 405. Django sees a GET; the server's own copy of the scope still says
+            # HEAD, so uvicorn sends the headers and drops the body.
+            scope = {**scope, "method": "GET"}
         await super().__call__(scope, replay, send)

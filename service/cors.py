@@ -25,6 +25,7 @@ from corsheaders.middleware import CorsMiddleware as _CorsMiddleware
 from corsheaders.signals import check_request_enabled
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.urls import Resolver404, resolve
 
 from service.db import run_db
 from service.errors import ApiError
@@ -138,15 +139,32 @@ class OriginUnionMiddleware(AsyncMiddleware):
 
 
 class CorsMiddleware(_CorsMiddleware):
-    """django-cors-headers, answering a preflight ``204 No Content`` as the contract asks (the library: 200)."""
+    """django-cors-headers, answering a preflight ``204 No Content`` as the contract asks (the library: 200),
+    and only on a path that is a route: the library answers any path ``CORS_URLS_REGEX`` matches
+    (``/v1/inbox/nope``), where every other method is ``404 not_found``; so is the preflight."""
 
     def check_preflight(self, request: HttpRequest) -> HttpResponseBase | None:
         response = super().check_preflight(request)
         if response is None:
             return None
+        if not _is_route(request.path_info):
+            return None  # the URL resolver answers 404 (in the error shape, with CORS headers)
         answer = HttpResponse(status=204)
         del answer["Content-Type"]
         return answer
+
+
+def _is_route(path: str) -> bool:
+    """Whether ``path`` is a route: Django's URL conf, or a route the front app serves (``/v1/stream``)."""
+    from service.streaming.app import ROUTE_METHODS  # the front app imports this module
+
+    if path in ROUTE_METHODS:
+        return True
+    try:
+        resolve(path)
+    except Resolver404:
+        return False
+    return True
 
 
 def _enabled(sender: Any, request: HttpRequest, **kwargs: Any) -> bool:

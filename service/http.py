@@ -19,6 +19,8 @@ request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id
 tenant_var: contextvars.ContextVar[str] = contextvars.ContextVar("tenant", default="-")
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # Unicode category Cc: C0, DEL and C1
+#: Query parameters that are lists (``?topic=a&topic=b``); every other one may appear once.
+LIST_PARAMETERS = frozenset({"topic"})
 
 
 def query_problem(query_string: bytes) -> ApiError | None:
@@ -31,6 +33,10 @@ def query_problem(query_string: bytes) -> ApiError | None:
     section 2.5: the octets of a URI component are UTF-8). Pairs are split as ``parse_qsl`` does (``&``,
     ``+`` is a space), so the name in ``field`` is the one the route would have seen.
 
+    A parameter named twice is ``422 invalid_field`` too, unless it is a list (``LIST_PARAMETERS``): Django's
+    ``QueryDict`` and the stream's reader took the last of ``?recipient=a&recipient=b`` (or ``?limit=``,
+    ``?token=``, ``?last_event_id=``) silently, so a client's mistake read another page or recipient.
+
     More than ``DATA_UPLOAD_MAX_NUMBER_FIELDS`` (1000) parameters is ``400 bad_request``: Django raises
     ``TooManyFieldsSent`` when a route reads such a query, which was a ``500`` and a traceback. Counted as
     Django counts them (``&`` separators plus one).
@@ -38,6 +44,7 @@ def query_problem(query_string: bytes) -> ApiError | None:
     limit = settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
     if limit is not None and query_string and query_string.count(b"&") + 1 > limit:
         return ApiError(400, "bad_request", f"a request has at most {limit} query parameters")
+    seen: set[str] = set()
     for pair in query_string.split(b"&"):
         if not pair:
             continue
@@ -55,6 +62,11 @@ def query_problem(query_string: bytes) -> ApiError | None:
             )
         if _CONTROL.search(name) or _CONTROL.search(value):
             return ApiError(422, "invalid_field", f"{field}: control characters are not allowed", field=field)
+        if name in seen and name not in LIST_PARAMETERS:
+            return ApiError(
+                422, "invalid_field", f"{field}: give this parameter once (only topic repeats)", field=field
+            )
+        seen.add(name)
     return None
 
 
@@ -129,12 +141,22 @@ def as_error_shape(response: HttpResponseBase) -> HttpResponseBase:
     code = ERROR_CODES.get(status, "bad_request" if status < 500 else "internal_error")
     message = {405: "method not allowed on this route"}.get(status, response.reason_phrase.lower())
     if status == 405 and response.has_header("Allow"):
+        response["Allow"] = with_head(response["Allow"])
         message = f"method not allowed; this route allows {response['Allow']}"
     shaped = ApiError(status, code, message).to_response()
     for name in _KEPT_HEADERS:
         if response.has_header(name):
             shaped[name] = response[name]
     return shaped
+
+
+def with_head(allow: str) -> str:
+    """An ``Allow`` value with ``HEAD`` after ``GET`` when it lists ``GET``: every route that takes GET takes
+    HEAD (``service.apihandler``), which ninja's ``Allow`` leaves out."""
+    methods = [m.strip() for m in allow.split(",") if m.strip()]
+    if "GET" in methods and "HEAD" not in methods:
+        methods.insert(methods.index("GET") + 1, "HEAD")
+    return ", ".join(methods)
 
 
 class ErrorShapeMiddleware(AsyncMiddleware):

@@ -11,7 +11,10 @@ Two refusals h11 makes and httptools does not are added to the httptools protoco
 same requests: a request line and headers of more than ``MAX_HEAD_BYTES`` (httptools buffered any size; an
 8 MB header was served), and HTTP versions other than 1.0 and 1.1 (httptools served ``GET /x`` as HTTP/0.9).
 An absolute-form target (``GET http://host/path``) replaces ``Host`` with the target's authority (RFC 9112
-section 3.2.2); uvicorn's h11 protocol keeps such a target as the path, which no route matches (404).
+section 3.2.2), in both protocols (uvicorn's h11 protocol kept such a target as the path: a 404); a target
+of another scheme or form (``ftp://host/path``) is ``400 bad_request`` (``target_problem``). A request
+without ``Host``, or with two, is ``400 invalid_host`` in both (h11 refuses it itself; httptools leaves it to
+the app's ``service.hosts``).
 
 A response to an HTTP/1.0 request without ``Content-Length`` is close-delimited, as h11 does, instead of
 chunked (``_close_delimited_for_http10``).
@@ -93,25 +96,133 @@ def _ignored_upgrade(protocol: Any) -> None:
     protocol.logger.debug("Upgrade header ignored: the request is served as HTTP/1.1.")
 
 
-class H11Protocol(h11_impl.H11Protocol):
-    """uvicorn's h11 protocol with JSON ``400 bad_request`` and ``500 internal_error``."""
+class _HeadTimer:
+    """``408 request_timeout`` for a request head that does not arrive within ``HEAD_TIMEOUT_SECONDS`` of
+    the connection's start or the request's first byte; each protocol says when a head starts and ends."""
+
+    _head_timer: asyncio.TimerHandle | None = None
+    loop: asyncio.AbstractEventLoop
+    transport: Any
+    logger: Any
+    server_state: Any
+
+    def _start_head_timer(self) -> None:
+        if self._head_timer is None:
+            self._head_timer = self.loop.call_later(HEAD_TIMEOUT_SECONDS, self._head_timed_out)
+
+    def _stop_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _in_request_head(self) -> bool:
+        raise NotImplementedError
+
+    def _head_timed_out(self) -> None:
+        """The head did not arrive in time (slowloris): ``408 request_timeout``, connection closed."""
+        self._head_timer = None
+        if self._in_request_head() and not self.transport.is_closing():
+            self.logger.info("Request head not received in time: 408, connection closed.")
+            answer = _answer_bytes(b"408 Request Timeout", REQUEST_TIMEOUT, self.server_state.default_headers)
+            self.transport.write(answer)
+            self.transport.close()
+
+
+def _host_refusal(problem: str) -> bytes | None:
+    """The body the app gives a request without ``Host`` or with two (``service.hosts``: ``400
+    invalid_host``) when h11 refused it for that reason (its message), else ``None``."""
+    from service import hosts  # Django's settings are loaded by then (the first request)
+
+    if problem == "Missing mandatory Host: header":
+        error = hosts.request_problem([], "1.1")
+    elif problem == "Found multiple Host: headers":
+        error = hosts.request_problem([(b"host", b"x"), (b"host", b"x")], "1.1")
+    else:
+        return None
+    return error.to_bytes() if error is not None else None
+
+
+class _Connection(h11.Connection):
+    """h11's server connection with the two rules the httptools protocol applies to a request line:
+    a target of another form or scheme is refused (``target_problem``), and an absolute-form target's
+    authority is the request's host (``absolute_form_authority``). ``refusal`` is the body of the ``400``
+    when it is not ``bad_request`` (a missing or repeated ``Host``: what the app answers under httptools)."""
+
+    refusal: bytes | None = None
+
+    def next_event(self) -> Any:
+        try:
+            event = super().next_event()
+        except h11.RemoteProtocolError as exc:
+            self.refusal = _host_refusal(str(exc))
+            raise
+        if isinstance(event, h11.Request):
+            if target_problem(event.method, event.target):
+                raise h11.RemoteProtocolError("request target of another form or scheme")
+            authority = absolute_form_authority(event.target)
+            if authority is not None:
+                headers = [(n, v) for n, v in event.headers if n != b"host"] + [(b"host", authority)]
+                try:
+                    event = h11.Request(
+                        method=event.method,
+                        target=origin_form(event.target),
+                        headers=headers,
+                        http_version=event.http_version,
+                    )
+                except h11.LocalProtocolError as exc:  # an authority that is no header value
+                    raise h11.RemoteProtocolError(str(exc)) from None
+        return event
+
+
+class H11Protocol(_HeadTimer, h11_impl.H11Protocol):
+    """uvicorn's h11 protocol with JSON ``400 bad_request`` and ``500 internal_error``, and the request
+    target and ``Host`` rules and the head timeout of the httptools protocol (``_Connection``,
+    ``_HeadTimer``: h11 has no head timeout of its own, so a slow head held the connection forever)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.conn = _Connection(h11.SERVER, self.conn._max_incomplete_event_size)
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        self._start_head_timer()  # a connection that sends nothing at all is closed too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_head_timer()
+        super().connection_lost(exc)
+
+    def _in_request_head(self) -> bool:
+        return self.conn.their_state is h11.IDLE
+
+    def _timed_handle_events(self) -> None:
+        # A head starts with the first byte while h11 waits for a request (IDLE), received now or pipelined
+        # earlier; it ends when h11 leaves IDLE (a request read, or an error).
+        if self.conn.their_state is h11.IDLE and self.conn.trailing_data[0]:
+            self._start_head_timer()
+        self._handle_events_in_shape()
+        if self.conn.their_state is not h11.IDLE:
+            self._stop_head_timer()
 
     def _unsupported_upgrade_warning(self) -> None:
         _ignored_upgrade(self)
 
     def send_400_response(self, msg: str) -> None:
+        body = getattr(self.conn, "refusal", None) or BAD_REQUEST
         headers = [
             (b"content-type", _JSON),
-            (b"content-length", str(len(BAD_REQUEST)).encode()),
+            (b"content-length", str(len(body)).encode()),
             (b"connection", b"close"),
         ]
         output = self.conn.send(h11.Response(status_code=400, headers=headers, reason=b"Bad Request"))
-        output += self.conn.send(h11.Data(data=BAD_REQUEST)) or b""
+        output += self.conn.send(h11.Data(data=body)) or b""
         output += self.conn.send(h11.EndOfMessage()) or b""
         self.transport.write(output)
         self.transport.close()
 
     def handle_events(self) -> None:
+        self._timed_handle_events()
+
+    def _handle_events_in_shape(self) -> None:
         # h11 stops after each request until its response is complete (PAUSED), so a call starts at most one
         # cycle, whose task is only scheduled: replacing its 500 answer here comes before the app runs.
         before = self.cycle
@@ -130,6 +241,28 @@ def absolute_form_authority(target: bytes) -> bytes | None:
     if not sep or scheme.lower() not in (b"http", b"https"):
         return None
     return _AUTHORITY_END.split(rest, maxsplit=1)[0]
+
+
+def target_problem(method: bytes, target: bytes) -> bool:
+    """Whether a request target is of no form Beacon serves (RFC 9112 section 3.2): origin-form
+    (``/path?query``), absolute-form with the ``http`` or ``https`` scheme, and ``*`` for ``OPTIONS`` are
+    served; ``ftp://host/path``, ``mailto:x``, ``*`` for ``GET`` or an authority-form target (``CONNECT``'s
+    only) are ``400 bad_request``. An ``ftp`` target was served as the path it named, on the host it named."""
+    if b"#" in target:  # no form has a fragment: httptools dropped it, h11 kept it in the path
+        return True
+    if target.startswith(b"/"):
+        return False
+    if target == b"*":
+        return method != b"OPTIONS"
+    return not absolute_form_authority(target)  # None, or empty (``http:///x``)
+
+
+def origin_form(target: bytes) -> bytes:
+    """The path and query of an absolute-form target: ``http://h:1/a?b`` -> ``/a?b``; ``http://h`` -> ``/``
+    (RFC 9112 section 3.2.2: an empty path is ``/``)."""
+    rest = target.partition(b"://")[2]
+    tail = rest[len(_AUTHORITY_END.split(rest, maxsplit=1)[0]) :]
+    return tail if tail.startswith(b"/") else b"/" + tail
 
 
 _UNBOUNDED = 2**63  # "Content-Length" uvicorn counts down while a close-delimited body is written
@@ -185,14 +318,13 @@ HttpProtocol: type[Any] = H11Protocol
 if importlib.util.find_spec("httptools") is not None:
     from uvicorn.protocols.http import httptools_impl
 
-    class HttpToolsProtocol(httptools_impl.HttpToolsProtocol):
+    class HttpToolsProtocol(_HeadTimer, httptools_impl.HttpToolsProtocol):
         """uvicorn's httptools protocol (production's) with JSON ``400 bad_request`` and ``500
-        internal_error``, a head size limit and HTTP/1.0 and 1.1 only."""
+        internal_error``, a head size limit, a head timeout and HTTP/1.0 and 1.1 only."""
 
         _in_head = True
         _head_bytes = 0  # bytes received since the current request began, while its head is incomplete
         _exact = 0  # bytes of the current request's target and header lines, as parsed
-        _head_timer: asyncio.TimerHandle | None = None
 
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
@@ -202,25 +334,8 @@ if importlib.util.find_spec("httptools") is not None:
             self._stop_head_timer()
             super().connection_lost(exc)
 
-        def _start_head_timer(self) -> None:
-            if self._head_timer is None:
-                self._head_timer = self.loop.call_later(HEAD_TIMEOUT_SECONDS, self._head_timed_out)
-
-        def _stop_head_timer(self) -> None:
-            if self._head_timer is not None:
-                self._head_timer.cancel()
-                self._head_timer = None
-
-        def _head_timed_out(self) -> None:
-            """The head did not arrive in time (slowloris): ``408 request_timeout``, connection closed."""
-            self._head_timer = None
-            if self._in_head and not self.transport.is_closing():
-                self.logger.info("Request head not received in time: 408, connection closed.")
-                answer = _answer_bytes(
-                    b"408 Request Timeout", REQUEST_TIMEOUT, self.server_state.default_headers
-                )
-                self.transport.write(answer)
-                self.transport.close()
+        def _in_request_head(self) -> bool:
+            return self._in_head
 
         def _unsupported_upgrade_warning(self) -> None:
             _ignored_upgrade(self)
@@ -236,7 +351,20 @@ if importlib.util.find_spec("httptools") is not None:
         def on_message_begin(self) -> None:
             super().on_message_begin()
             self._in_head, self._head_bytes, self._exact = True, 0, 0
+            if self._answering():
+                return  # pipelined behind a response still being sent: its time starts when that one ends
             self._start_head_timer()  # from the first byte of each request of a kept-alive connection
+
+        def _answering(self) -> bool:
+            """Whether a response is still being sent (``cycle`` is the newest request's; responses go out
+            in order). A 408 written now would land inside that response: a stream's chunked body got
+            ``HTTP/1.1 408 ...`` in place of a chunk when a partial request was pipelined behind it."""
+            return self.cycle is not None and not self.cycle.response_complete
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if self._in_head and not self._answering() and not self.transport.is_closing():
+                self._start_head_timer()  # a pipelined head's turn: it is read from now (as h11 does)
 
         def on_url(self, url: bytes) -> None:
             super().on_url(url)
@@ -257,9 +385,18 @@ if importlib.util.find_spec("httptools") is not None:
             self._stop_head_timer()
             if self.parser.get_http_version() not in _VERSIONS:
                 raise ValueError("only HTTP/1.0 and HTTP/1.1 are served")
+            if target_problem(self.parser.get_method(), self.url):
+                raise ValueError("request target of another form or scheme")
             authority = absolute_form_authority(self.url)
-            if authority is not None:  # the scope's headers are this list: the app sees the target's host
+            hosts = sum(1 for name, _ in self.headers if name == b"host")
+            # A missing (HTTP/1.1) or repeated Host stays for the app to refuse, as h11 refuses it itself.
+            if authority is not None and (
+                hosts == 1 or (hosts == 0 and self.parser.get_http_version() == "1.0")
+            ):
+                # the scope's headers are this list: the app sees the target's host
                 self.headers[:] = [(n, v) for n, v in self.headers if n != b"host"] + [(b"host", authority)]
+            if authority is not None:  # httptools' URL parser refuses http://host without a path
+                self.url = origin_form(self.url)
             super().on_headers_complete()
 
         def send_400_response(self, msg: str) -> None:

@@ -140,6 +140,8 @@ STREAM_DB_POOL_SIZE = env_int("STREAM_DB_POOL_SIZE", 4, minimum=1, maximum=100)
 DB_POOL_WAIT_SECONDS = env_float("DB_POOL_WAIT_SECONDS", 5.0, minimum=0.1)
 STREAM_SEND_TIMEOUT_SECONDS = env_float("STREAM_SEND_TIMEOUT_SECONDS", 10.0, minimum=0.01)
 # HTTP_HEAD_TIMEOUT_SECONDS is read by the server layer (service/serving.py), which runs without Django too.
+# Seconds between two reads of a /v1 request's body before 408 request_timeout (service/apihandler.py).
+HTTP_BODY_TIMEOUT_SECONDS = env_float("HTTP_BODY_TIMEOUT_SECONDS", 30.0, minimum=0.1)
 API_KEY_CACHE_SECONDS = env_float("API_KEY_CACHE_SECONDS", 2.0, minimum=0.0)
 TENANT_CACHE_SECONDS = env_float("TENANT_CACHE_SECONDS", 5.0, minimum=0.0)
 DEMO = env_bool("DEMO", False)

@@ -428,14 +428,14 @@ def test_recipient_query_is_checked_like_a_recipient_id(acme: Api):
     ("method", "path", "allow"),
     [
         ("GET", "/v1/tokens", "POST"),
-        ("DELETE", "/v1/notifications", "GET, POST"),
+        ("DELETE", "/v1/notifications", "GET, HEAD, POST"),
         ("PUT", "/v1/notifications/batch", "POST"),
-        ("DELETE", "/v1/inbox", "GET"),
+        ("DELETE", "/v1/inbox", "GET, HEAD"),
         ("GET", "/v1/inbox/read-all", "POST"),
         ("GET", "/v1/inbox/1/read", "POST"),
-        ("POST", "/v1/inbox/unread-count", "GET"),
-        ("POST", "/v1/stream", "GET"),
-        ("DELETE", "/v1/stream", "GET"),
+        ("POST", "/v1/inbox/unread-count", "GET, HEAD"),
+        ("POST", "/v1/stream", "GET, HEAD"),
+        ("DELETE", "/v1/stream", "GET, HEAD"),
     ],
 )
 def test_wrong_method_is_405_in_the_error_shape_with_allow(acme: Api, method: str, path: str, allow: str):

@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 import uvicorn
 
-from service.serving import MAX_HEAD_BYTES, BeaconWorker, H11Protocol, HttpProtocol
+from service import serving
+from service.serving import MAX_HEAD_BYTES, REQUEST_TIMEOUT, BeaconWorker, H11Protocol, HttpProtocol
 from tests.support import free_port, wait_until
 
 GOOD = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
@@ -63,6 +64,12 @@ MALFORMED: dict[str, bytes] = {
     "request line with spaces in the target": b"GET /a b c HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
     "request line garbage": b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n",  # TLS to a plain port
     "method with a control byte": b"G\x01T /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    # RFC 9112 section 3.2: origin-form, absolute-form (http, https) or "*" for OPTIONS; nothing else
+    "absolute-form ftp target": b"GET ftp://127.0.0.1/healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    "absolute-form ws target": b"GET ws://127.0.0.1/healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    "absolute-form file target": b"GET file:///etc/passwd HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    "asterisk-form with GET": b"GET * HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    "authority-form with GET": b"GET 127.0.0.1:80 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
 }
 
 
@@ -161,6 +168,8 @@ async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         raise RuntimeError("boom before the response")
     if scope["path"] == "/silent":
         return  # returns without starting a response
+    if scope["path"] == "/slow":
+        await asyncio.sleep(1.5)  # an answer slower than the head timeout set by the test
     body = b'{"ok":true}'
     await send(
         {
@@ -261,3 +270,169 @@ def test_a_kept_alive_connection_gets_the_head_timeout_per_request(start_server)
         while part := sock.recv(65536):
             rest += part
         assert rest.startswith(b"HTTP/1.1 408") and b'"request_timeout"' in rest
+
+
+# --- Both protocols in front of Beacon's app: the same answer to the same bytes -----------------------------
+@pytest.fixture(scope="module", params=[HttpProtocol, H11Protocol], ids=["httptools", "h11"])
+def beacon_over(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Beacon's ASGI app (``service.asgi``) served in this process by each protocol; only routes that need
+    no database are asked (``/healthz``)."""
+    from service.asgi import application
+
+    port = free_port()
+    config = uvicorn.Config(
+        application, host="127.0.0.1", port=port, http=request.param, lifespan="off", log_level="critical"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
+    thread.start()
+    wait_until(lambda: server.started, timeout=10, message="uvicorn to start")
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
+
+
+def _healthz(target: bytes = b"/healthz", *headers: bytes, version: bytes = b"1.1") -> bytes:
+    lines = [b"GET " + target + b" HTTP/" + version, *headers, b"Connection: close"]
+    return b"\r\n".join(lines) + b"\r\n\r\n"
+
+
+BOTH: dict[str, tuple[bytes, int, str | None]] = {
+    "served": (_healthz(b"/healthz", b"Host: 127.0.0.1"), 200, None),
+    "HTTP/1.1 without Host": (_healthz(b"/healthz"), 400, "invalid_host"),
+    "two Host lines": (_healthz(b"/healthz", b"Host: 127.0.0.1", b"Host: 127.0.0.1"), 400, "invalid_host"),
+    "HTTP/1.0 without Host": (_healthz(b"/healthz", version=b"1.0"), 200, None),
+    "absolute-form replaces a bad Host": (_healthz(b"http://127.0.0.1/healthz", b"Host: a b"), 200, None),
+    "absolute-form, scheme in capitals": (_healthz(b"HTTPS://127.0.0.1:8/healthz", b"Host: x"), 200, None),
+    "absolute-form gives HTTP/1.0 its host": (
+        _healthz(b"http://127.0.0.1/healthz", version=b"1.0"),
+        200,
+        None,
+    ),
+    "absolute-form, HTTP/1.1 without Host": (_healthz(b"http://127.0.0.1/healthz"), 400, "invalid_host"),
+    "absolute-form, two Host lines": (
+        _healthz(b"http://127.0.0.1/healthz", b"Host: a", b"Host: a"),
+        400,
+        "invalid_host",
+    ),
+    "absolute-form with an invalid host": (_healthz(b"http://a..b/healthz", b"Host: x"), 400, "invalid_host"),
+    "absolute-form ftp": (_healthz(b"ftp://127.0.0.1/healthz", b"Host: 127.0.0.1"), 400, "bad_request"),
+    "absolute-form mailto": (_healthz(b"mailto:a@127.0.0.1", b"Host: 127.0.0.1"), 400, "bad_request"),
+    "asterisk with GET": (_healthz(b"*", b"Host: 127.0.0.1"), 400, "bad_request"),
+    "a fragment in the path": (_healthz(b"/healthz#x", b"Host: 127.0.0.1"), 400, "bad_request"),
+    "a fragment in an absolute-form target": (
+        _healthz(b"http://127.0.0.1/healthz#x", b"Host: x"),
+        400,
+        "bad_request",
+    ),
+    "absolute-form with no host": (_healthz(b"http:///healthz", b"Host: 127.0.0.1"), 400, "bad_request"),
+    "absolute-form with no path is /": (_healthz(b"http://127.0.0.1?x=1", b"Host: x"), 404, "not_found"),
+    "absolute-form with an IPv6 host": (_healthz(b"http://[::1]:80/healthz", b"Host: x"), 200, None),
+}
+
+
+@pytest.mark.parametrize("name", list(BOTH))
+def test_both_protocols_answer_targets_and_hosts_alike(beacon_over: str, name: str):
+    request, status, code = BOTH[name]
+    got, headers, body, _ = _exchange(beacon_over, request)
+    assert got == status, (name, got, body)
+    assert headers["content-type"] == "application/json", headers
+    if code is not None:
+        error = json.loads(body)["error"]
+        assert error["code"] == code and error["message"], error
+
+
+# --- The head timeout in both protocols (h11 had none), and the body timeout --------------------------------
+def _head_timeout_rows() -> dict[str, list[tuple[bytes, float]]]:
+    """name -> what the client sends: (bytes, seconds to wait after them)."""
+    head = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: " + b"a" * 20 + b"\r\n\r\n"
+    return {
+        "nothing": [],
+        "request line only": [(b"GET /healthz HTTP/1.1\r\n", 0)],
+        "one byte": [(b"G", 0)],
+        "drip-fed head": [(bytes([b]), 0.1) for b in head],  # 4 s in all, the timeout is 1 s
+        "a second request's head on a kept-alive connection": [
+            (b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", 0.5),
+            (b"GET /healthz HTTP/1.1\r\n", 0),
+        ],
+        "a pipelined unfinished head": [
+            (b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHo", 0)
+        ],
+    }
+
+
+def _send_slowly(url: str, parts: list[tuple[bytes, float]]) -> bytes:
+    """Send each part and wait after it (the client is slow: that is the input), then read to the end."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            for data, wait in parts:
+                sock.sendall(data)
+                time.sleep(wait)
+        answer = b""
+        with contextlib.suppress(ConnectionResetError):
+            while part := sock.recv(65536):
+                answer += part
+    return answer
+
+
+@pytest.mark.parametrize("name", list(_head_timeout_rows()))
+def test_both_protocols_answer_a_late_head_408(toy_server: str, monkeypatch: pytest.MonkeyPatch, name: str):
+    monkeypatch.setattr(serving, "HEAD_TIMEOUT_SECONDS", 1.0)
+    answer = _send_slowly(toy_server, _head_timeout_rows()[name])  # the server closes: recv ends
+    last = answer[answer.rfind(b"HTTP/1.1 ") :]
+    assert last.startswith(b"HTTP/1.1 408 "), answer
+    assert last.endswith(REQUEST_TIMEOUT), answer
+
+
+def test_a_late_pipelined_head_is_408_after_the_answer_before_it_not_inside_it(
+    toy_server: str, monkeypatch: pytest.MonkeyPatch
+):
+    """A partial request pipelined behind a response that takes longer than the head timeout (a stream):
+    httptools wrote the 408 into that response (a chunked stream got ``HTTP/1.1 408`` for a chunk). The
+    pipelined head's time starts when the answer before it ends."""
+    monkeypatch.setattr(serving, "HEAD_TIMEOUT_SECONDS", 1.0)
+    answer = _send_slowly(
+        toy_server, [(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHo", 0)]
+    )
+    first, sep, second = answer.partition(b"HTTP/1.1 408 ")
+    assert first.startswith(b"HTTP/1.1 200 ") and first.endswith(b'{"ok":true}'), answer
+    assert sep and second.endswith(REQUEST_TIMEOUT), answer
+
+
+def test_both_protocols_serve_a_head_completed_in_time_and_a_slow_answer(
+    toy_server: str, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setattr(serving, "HEAD_TIMEOUT_SECONDS", 1.0)
+    just_in_time = [(b"GET /healthz HTTP/1.1\r\nHost: x\r\n", 0.6), (b"Connection: close\r\n\r\n", 0)]
+    assert _send_slowly(toy_server, just_in_time).startswith(b"HTTP/1.1 200 ")
+    slow = [
+        (b"GET /slow HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 0)
+    ]  # the timer ended with the head
+    assert _send_slowly(toy_server, slow).startswith(b"HTTP/1.1 200 ")
+
+
+def _publish_head(key: str, *framing: bytes) -> bytes:
+    return (
+        b"POST /v1/notifications HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        + f"Authorization: Bearer {key}\r\n".encode()
+        + b"".join(line + b"\r\n" for line in framing)
+        + b"\r\n"
+    )
+
+
+def test_a_body_that_stops_arriving_is_408_and_a_slow_one_is_served(start_server, acme):
+    """The head timer ends with the head: a body that stopped arriving held the connection forever."""
+    srv = start_server(workers=1, HTTP_BODY_TIMEOUT_SECONDS="1")
+    stalled = {
+        "content-length": _publish_head(acme.key, b"Content-Length: 40") + b'{"recipient":',
+        "chunked": _publish_head(acme.key, b"Transfer-Encoding: chunked") + b'd\r\n{"recipient":\r\n',
+        "no body byte": _publish_head(acme.key, b"Content-Length: 40"),
+    }
+    for request in stalled.values():
+        _assert_error(_exchange(srv.url, request), 408, "request_timeout")
+    body = b'{"recipient":"u1","data":1}'
+    trickle = [(_publish_head(acme.key, b"Content-Length: %d" % len(body), b"Connection: close"), 0.4)]
+    trickle += [(body[i : i + 9], 0.4) for i in range(0, len(body), 9)]  # 1.6 s in all, 0.4 s per read
+    assert _send_slowly(srv.url, trickle).startswith(b"HTTP/1.1 201 ")
+    assert srv.errors_since(0) == []

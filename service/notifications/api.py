@@ -54,6 +54,9 @@ def _idempotency_key(request: HttpRequest) -> str | None:
     key = request.headers.get("Idempotency-Key")
     if key is None:
         return None
+    # White space around a field value is not part of it (RFC 9110 section 5.5): h11 strips it, httptools
+    # keeps the trailing part, so ``k `` was the key ``k`` under one parser and ``k `` (or a 422) under the other.
+    key = key.strip(" \t")
     problem = idempotency_key_problem(key)
     if problem is not None:
         raise invalid_idempotency_key(problem)

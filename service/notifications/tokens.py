@@ -7,8 +7,11 @@ Verification needs no database beyond the cached tenant row.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import json
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -16,7 +19,6 @@ from typing import Any
 
 import jwt
 from jwt.algorithms import HMACAlgorithm
-from jwt.utils import base64url_decode
 
 from service.errors import ApiError
 from service.notifications.validation import valid_target_id
@@ -82,10 +84,50 @@ class Decoded:
 
 
 _HS256 = HMACAlgorithm(HMACAlgorithm.SHA256)
+#: The compact serialization (RFC 7515 sections 2 and 7.1): three base64url segments without padding, in
+#: the base64url alphabet only. Python's decoders take ``=``, ``+``, ``/`` and skip other bytes, so a token
+#: had several spellings; only this one is accepted (checked before anything is decoded).
+_COMPACT = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 
 
-def _json_object(segment: bytes) -> dict[str, Any]:
-    value = json.loads(base64url_decode(segment))
+def compact_form_problem(token: str) -> str | None:
+    """Why ``token`` is not a JWS compact serialization spelled as RFC 7515 says, else ``None``.
+
+    Every route that takes a subscriber token (stream, inbox, ``beacon_token`` cookie) reaches this through
+    :func:`decode`: one rule for every way of sending a token.
+    """
+    if len(token) > MAX_TOKEN_LENGTH:
+        return "token too long"
+    if not _COMPACT.fullmatch(token):
+        return "token is not a JWT (three base64url segments, no padding)"
+    return None
+
+
+def _base64url(segment: str) -> bytes:
+    """A base64url segment (already matched by ``_COMPACT``) as bytes; only the canonical spelling: a
+    length of 1 modulo 4, or unused low bits that are not zero (RFC 4648 section 3.5), is refused."""
+    value = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    if base64.urlsafe_b64encode(value).rstrip(b"=") != segment.encode("ascii"):
+        raise ValueError("not the canonical base64url spelling")
+    return value
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found = dict(pairs)
+    if len(found) != len(pairs):  # RFC 7519 section 4: claim names are unique; refused, not the last one
+        raise ValueError("a member name appears twice")
+    return found
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _json_object(segment: str) -> dict[str, Any]:
+    """A header or claims segment: UTF-8 JSON text (no BOM, not UTF-16 or -32: RFC 7519 section 7.2 and
+    RFC 8259 section 8.1; ``json.loads`` of bytes would take all three), one object, unique member names."""
+    text = _base64url(segment).decode("utf-8")  # a BOM survives as U+FEFF, which json.loads refuses
+    value = json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
     if not isinstance(value, dict):
         raise ValueError("not a JSON object")
     return value
@@ -97,21 +139,20 @@ def decode(token: str) -> Decoded:
     Only ``alg: HS256`` is accepted (RFC 8725 section 3.1: the algorithm is fixed, never read from the
     token). The claims are not trusted until :func:`verify` has checked the signature.
     """
-    if len(token) > MAX_TOKEN_LENGTH:
-        raise invalid_token("token too long")
+    if (problem := compact_form_problem(token)) is not None:
+        raise invalid_token(problem)
+    header_segment, payload_segment, signature_segment = token.split(".")
     try:
-        raw = token.encode("ascii")
-        signing_input, _, signature_segment = raw.rpartition(b".")
-        header_segment, _, payload_segment = signing_input.partition(b".")
-        if not header_segment or b"." in payload_segment or not signing_input:
-            raise ValueError("not three segments")
         header = _json_object(header_segment)
         claims = _json_object(payload_segment)
-        signature = base64url_decode(signature_segment)
-    except Exception:  # bad base64, bad JSON, huge integers, non-ASCII: all the same refusal
+        signature = _base64url(signature_segment)
+    except (ValueError, binascii.Error, RecursionError):  # bad base64, bad JSON, huge integers, not UTF-8
         raise invalid_token("token is not a JWT") from None
     if header.get("alg") != "HS256" or "crit" in header or header.get("b64", True) is not True:
         raise invalid_token("token does not verify: the algorithm must be HS256")
+    if not isinstance(header.get("typ", ""), str) or not isinstance(header.get("kid", ""), str):
+        raise invalid_token("token header is invalid: typ and kid must be strings")
+    signing_input = f"{header_segment}.{payload_segment}".encode("ascii")
     return Decoded(signing_input, signature, claims)
 
 
@@ -136,16 +177,23 @@ def verify(token: str | Decoded, tenant: TenantInfo | None) -> Subscriber:
     # Time claims are checked here: JSON allows floats and huge integers there.
     exp = _check_times(claims)
     recipient = claims["sub"]
-    topics = claims.get("topics") or []
+    topics = claims.get("topics", [])  # present means a list: ``false``, ``null`` or ``""`` are refused
     if claims["tid"] != tenant.slug or not isinstance(recipient, str) or not valid_target_id(recipient):
         raise invalid_token("token claims are invalid")
     if (
-        not isinstance(topics, list)
+        type(topics) is not list
         or len(topics) > MAX_TOPICS
         or not all(isinstance(t, str) and valid_target_id(t) for t in topics)
     ):
-        raise invalid_token("token topics are invalid")
+        raise invalid_token("token topics are invalid: a list of up to 100 topic ids")
+    for name in _STRING_CLAIMS:
+        if name in claims and not isinstance(claims[name], str):
+            raise invalid_token(f"the {name} claim must be a string")
     return Subscriber(tenant=tenant, recipient=recipient, topics=tuple(dict.fromkeys(topics)), exp=exp)
+
+
+#: Registered claims Beacon does not read, but whose type RFC 7519 section 4.1 fixes: checked all the same.
+_STRING_CLAIMS = ("iss", "jti")
 
 
 @functools.lru_cache(maxsize=1024)

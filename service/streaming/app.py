@@ -60,7 +60,7 @@ ROUTE_METHODS: dict[str, frozenset[str]] = {
     "/v1/docs": _GET,
     "/v1/openapi.json": _GET,
     "/v1/beacon.js": _GET | {_PREFLIGHT},
-    "/v1/stream": frozenset({"GET", _PREFLIGHT}),
+    "/v1/stream": _GET | {_PREFLIGHT},
 }
 DEMO_ROUTE_METHODS: dict[str, frozenset[str]] = {
     "/": _GET,
@@ -160,7 +160,7 @@ class BeaconApp:
                 elif (refusal := method_problem(path, method, scope["headers"], self.demo)) is not None:
                     # a page on an allowed origin can read why (service.cors), as for every other refusal
                     await _refuse(counting_send, refusal, await cors_headers(scope))
-                elif path == "/v1/stream" and method == "GET":
+                elif path == "/v1/stream" and method in _GET:
                     await stream(scope, receive, counting_send, await self._runtime())
                 elif path == "/healthz":
                     await _json(counting_send, 200, {"status": "ok"})

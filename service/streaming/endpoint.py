@@ -39,6 +39,11 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 log = logging.getLogger(__name__)
 MAX_COALESCED = 64  # queued frames written in one send...
 MAX_COALESCED_BYTES = 64 * 1024  # ...up to about this many bytes
+STREAM_HEADERS = (
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache, no-store"),
+    (b"x-accel-buffering", b"no"),
+)
 
 
 class Request:
@@ -69,9 +74,14 @@ class Request:
 def parse_last_event_id(request: Request) -> int | None:
     """The resume position: the ``Last-Event-ID`` header (optional white space around it, RFC 9110 section
     5.5), else the ``last_event_id`` query parameter (exactly ASCII digits, like every query number: ``+5``
-    is `` 5`` in a query and refused, as ``before`` is on the inbox); empty or absent is ``None``."""
+    is `` 5`` in a query and refused, as ``before`` is on the inbox); empty or absent is ``None``. A query
+    value that is not a number is refused even when the header wins: it was ignored silently."""
     header = request.headers.get("last-event-id")
-    raw = header.strip(" \t") if header is not None else request.query.get("last_event_id")
+    query = _last_event_id(request.query.get("last_event_id"))  # checked even when the header wins
+    return _last_event_id(header.strip(" \t")) if header is not None else query
+
+
+def _last_event_id(raw: str | None) -> int | None:
     if raw is None or raw == "":
         return None
     value = ascii_int(raw)
@@ -138,6 +148,14 @@ async def stream(scope: Scope, receive: Receive, send: Send, runtime: Runtime) -
             if origin and not headers:  # the tenant lists it, the cached union not yet
                 headers = cors.actual_headers(origin)
             last_id = parse_last_event_id(request)
+            if scope["method"] == "HEAD":
+                # The answer a GET would start with, without the stream (docs/decisions.md): the same
+                # refusals, then 200 and the stream's headers; no slot, no subscription, no body.
+                await send(
+                    {"type": "http.response.start", "status": 200, "headers": [*STREAM_HEADERS, *headers]}
+                )
+                await send({"type": "http.response.body", "body": b""})
+                return
             tenant = subscriber.tenant
             assert runtime.slots is not None
             outcome = await runtime.slots.acquire(  # batched with other connects' (service/streaming/slots)
@@ -210,12 +228,7 @@ async def _serve(
             {
                 "type": "http.response.start",
                 "status": 200,
-                "headers": [
-                    (b"content-type", b"text/event-stream; charset=utf-8"),
-                    (b"cache-control", b"no-cache, no-store"),
-                    (b"x-accel-buffering", b"no"),
-                    *cors_headers,
-                ],
+                "headers": [*STREAM_HEADERS, *cors_headers],
             },
         )
         sub.task = asyncio.current_task()
