@@ -280,6 +280,33 @@ def test_admin_rotation_shows_the_new_secret_once(make_tenant):
     )
 
 
+def test_admin_sets_default_ttl_and_max_retention(make_tenant):
+    """The admin's change form edits the retention fields, with the model's checks (default <= maximum)."""
+    from tests.test_admin_origins import change_form_post
+
+    tenant, _ = make_tenant(slug())
+    client = staff_client()
+    page = client.get(f"/admin/tenants/tenant/{tenant.pk}/change/").content.decode()
+    assert 'name="default_ttl_seconds"' in page and 'name="max_retention_seconds"' in page
+    saved = change_form_post(client, tenant, "", default_ttl_seconds="3600", max_retention_seconds="86400")
+    assert saved.status_code == 302, saved.content.decode()[:2000]
+    tenant.refresh_from_db()
+    assert (tenant.default_ttl_seconds, tenant.max_retention_seconds) == (3600, 86400)
+    for fields, error_field in (
+        ({"default_ttl_seconds": "7200", "max_retention_seconds": "3600"}, "default_ttl_seconds"),
+        ({"default_ttl_seconds": "30", "max_retention_seconds": ""}, "default_ttl_seconds"),
+        ({"default_ttl_seconds": "", "max_retention_seconds": "7776001"}, "max_retention_seconds"),
+    ):
+        refused = change_form_post(client, tenant, "", **fields)
+        assert refused.status_code == 200 and error_field in refused.context["adminform"].form.errors
+        tenant.refresh_from_db()
+        assert (tenant.default_ttl_seconds, tenant.max_retention_seconds) == (3600, 86400), fields
+    cleared = change_form_post(client, tenant, "", default_ttl_seconds="", max_retention_seconds="")
+    assert cleared.status_code == 302
+    tenant.refresh_from_db()
+    assert (tenant.default_ttl_seconds, tenant.max_retention_seconds) == (None, None)
+
+
 def test_delete_tenant_needs_both_flags_then_drops_the_schema(make_tenant):
     tenant, _ = make_tenant(slug())
     refused = manage("delete_tenant", tenant.slug, "--yes")
@@ -421,7 +448,34 @@ def test_purge_across_two_tenants_takes_only_what_retention_allows(server, make_
         assert list(IdempotencyRecord.objects.values_list("key", flat=True)) == ["new-" + b.slug]
 
 
-def test_purge_pushes_its_totals_to_a_pushgateway(make_tenant, tmp_path):
+def test_purge_deletes_in_bounded_batches_each_committed_alone(server, make_tenant):
+    """Every DELETE takes at most --batch-size rows and runs outside a transaction (autocommit): no
+    statement holds locks on more than a batch, nothing is held across batches."""
+    tenant, key = make_tenant(slug())
+    user = unique()
+    rows = Api(server.url, key).publish_ok({"recipients": [f"{user}-{n}" for n in range(5)]})
+    with schema_context(tenant.schema_name):
+        Notification.objects.filter(id__in=[row["id"] for row in rows]).update(
+            expires_at=timezone.now() - timedelta(seconds=1)
+        )
+    deletes: list[tuple[str, int, bool]] = []
+
+    def record(execute, sql, params, many, context):
+        result = execute(sql, params, many, context)
+        if sql.lstrip().upper().startswith("DELETE"):
+            deletes.append((sql, context["cursor"].rowcount, connection.in_atomic_block))
+        return result
+
+    out = io.StringIO()
+    with connection.execute_wrapper(record):
+        call_command("purge_expired", schema_name=tenant.schema_name, batch_size=2, stdout=out)
+    notification_deletes = [(count, atomic) for sql, count, atomic in deletes if "beacon_notification" in sql]
+    assert notification_deletes == [(2, False), (2, False), (1, False)], deletes
+    assert all("LIMIT" in sql for sql, _, _ in deletes)
+    assert f"{tenant.slug}\t5 notifications\t0 idempotency records" in out.getvalue().splitlines()
+
+
+def test_purge_pushes_its_totals_to_a_pushgateway(server, make_tenant, tmp_path):
     """A real HTTP server stands in for the Pushgateway (none is installed): it records the pushed body."""
     import threading
     from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -442,7 +496,10 @@ def test_purge_pushes_its_totals_to_a_pushgateway(make_tenant, tmp_path):
     thread = threading.Thread(target=gateway.serve_forever, daemon=True)
     thread.start()
     try:
-        tenant, _ = make_tenant(slug())
+        tenant, key = make_tenant(slug())
+        (row,) = Api(server.url, key).publish_ok({"recipient": unique()})
+        with schema_context(tenant.schema_name):
+            Notification.objects.filter(id=row["id"]).update(expires_at=timezone.now() - timedelta(seconds=1))
         call_command(
             "purge_expired",
             schema_name=tenant.schema_name,
@@ -453,7 +510,8 @@ def test_purge_pushes_its_totals_to_a_pushgateway(make_tenant, tmp_path):
         gateway.shutdown()
     ((path, body),) = received
     assert path == "/metrics/job/beacon_purge"
-    assert 'beacon_purged_total{kind="notifications"} 0.0' in body
+    assert 'beacon_purged_total{kind="notifications"} 1.0' in body
+    assert 'beacon_purged_total{kind="idempotency_records"} 0.0' in body
     assert "beacon_purge_last_success_timestamp_seconds" in body
 
 
