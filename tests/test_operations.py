@@ -518,14 +518,14 @@ def test_purge_pushes_its_totals_to_a_pushgateway(server, make_tenant, tmp_path)
 # --- the README's configuration table ----------------------------------------------------------------------
 
 ENV_READ = re.compile(
-    r"""(?:\b_?env_[a-z]+\(|\benv\.get\(|\benv\.setdefault\(|os\.getenv\(|environ\.get\(|environ\.setdefault\(|environ\[)\s*["']([A-Z][A-Z0-9_]+)["']"""
+    r"""(?:\b_?env_[a-z]+\((?:env,\s*)?|\benv\.get\(|\benv\.setdefault\(|os\.getenv\(|environ\.get\(|environ\.setdefault\(|environ\[)\s*["']([A-Z][A-Z0-9_]+)["']"""
 )
 NOT_SETTINGS = {"DJANGO_SETTINGS_MODULE", "BEACON_TEST_DATABASE_URL", "GUNICORN_CMD_ARGS"}
 
 
 def env_reads() -> set[str]:
     files = [*Path(ROOT, "service").rglob("*.py"), *Path(ROOT, "tenants").rglob("*.py")]
-    files.append(Path(ROOT, "deploy", "gunicorn.conf.py"))
+    files += [Path(ROOT, "deploy", "gunicorn.conf.py"), Path(ROOT, "manage.py")]
     found: set[str] = set()
     for path in files:
         found |= set(ENV_READ.findall(path.read_text()))
@@ -544,6 +544,8 @@ def test_readme_table_lists_every_variable_the_code_reads():
         "FORWARDED_ALLOW_IPS",
         "REQUIRE_DATABASE_URL",
     } <= reads  # the grep works
+    devserver = ENV_READ.findall(Path(ROOT, "service", "devserver.py").read_text())
+    assert {"PORT", "METRICS_PORT"} <= set(devserver)  # its reads of a copied environment too
     missing = sorted(reads - listed)
     assert not missing, f"README's configuration table misses {missing}"
     for row in table.splitlines():
