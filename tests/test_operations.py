@@ -6,6 +6,7 @@ import io
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import uuid
@@ -190,6 +191,47 @@ def test_create_api_key_tail_is_the_key_with_the_embedded_database(tmp_path):
     assert "Warning" not in shell.stderr, shell.stderr
     # Each command stopped the server it started: nothing is left running.
     assert not (tmp_path / "pg" / "postmaster.pid").exists()
+
+
+def test_readme_operator_commands_work_as_written():
+    """The README's command block, run by a shell as written (its ``acme`` renamed): the tenant is made and
+    ``create_api_key ... | tail -1`` is a key."""
+    readme = Path(ROOT, "README.md").read_text()
+    using = readme[readme.index("## Using it") :]
+    block = using[using.index("```sh\n") + 6 : using.index("```", using.index("```sh\n") + 6)]
+    assert ".venv/bin/python manage.py create_tenant acme" in block
+    name = slug()
+    script = re.sub(r"\bacme\b", name, block)
+    env = {**os.environ, "DATABASE_URL": os.environ["BEACON_TEST_DATABASE_URL"]}
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr
+    tenant = Tenant.objects.get(slug=name)
+    assert tenant.allowed_origins == [f"https://app.{name}.com", "http://localhost:3000"]
+    parsed = keys.parse(done.stdout.strip().splitlines()[-1])
+    assert parsed is not None and parsed.public_id in set(tenant.api_keys.values_list("public_id", flat=True))
+
+
+def test_plain_python_manage_py_reruns_itself_with_the_venv(make_tenant):
+    """``python manage.py ...`` with an interpreter that lacks Django (outside the venv) still works."""
+    outside = getattr(sys, "_base_executable", "") or shutil.which("python3.11") or ""
+    probe = subprocess.run([outside, "-c", "import django"], capture_output=True) if outside else None
+    if probe is None or probe.returncode == 0:
+        pytest.skip("no Python without Django on this machine")
+    tenant, _ = make_tenant(slug())
+    env = {**os.environ, "DATABASE_URL": os.environ["BEACON_TEST_DATABASE_URL"]}
+    env.pop("VIRTUAL_ENV", None)
+    done = subprocess.run(
+        [outside, "manage.py", "list_tenants"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert any(line.startswith(tenant.slug + "\t") for line in done.stdout.splitlines()), done.stdout
 
 
 # --- start-up safety ---------------------------------------------------------------------------------------
