@@ -306,15 +306,20 @@ def test_admin_never_deletes_a_tenant_and_hides_the_secret(make_tenant):
         cursor.execute(f"DROP SCHEMA {connection.ops.quote_name(schema)} CASCADE")
 
 
-def test_admin_rotation_shows_the_new_secret_once(make_tenant):
-    tenant, _ = make_tenant(slug())
+def test_admin_rotation_shows_the_new_secret_once_and_ends_streams(server, make_tenant):
+    tenant, key = make_tenant(slug())
     old = tenant.signing_secret
     client = staff_client()
-    response = client.post(
-        "/admin/tenants/tenant/",
-        {"action": "rotate_signing_secret", "_selected_action": [tenant.pk]},
-        follow=True,
-    )
+    token = Api(server.url, key).token(unique())
+    with sse_stream(server.url, token, timeout=30) as events:
+        next(events)  # the stream is open (the retry block)
+        response = client.post(
+            "/admin/tenants/tenant/",
+            {"action": "rotate_signing_secret", "_selected_action": [tenant.pk]},
+            follow=True,
+        )
+        assert ends_within(events, 5)
+    assert httpx.get(server.url + "/v1/stream", params={"token": token}, timeout=10).status_code == 401
     tenant.refresh_from_db()
     assert tenant.signing_secret != old and tenant.signing_secret in response.content.decode()
     assert (
