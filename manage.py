@@ -19,8 +19,11 @@ def _use_project_venv() -> None:
     try:
         import django  # noqa: F401
     except ImportError:
-        venv_python = ROOT / ".venv" / "bin" / "python"
-        if venv_python.exists() and Path(sys.executable).resolve() != venv_python.resolve():
+        venv = ROOT / ".venv"
+        venv_python = venv / "bin" / "python"
+        # Compare environments, not executables: the venv's python is a symlink to the very interpreter it
+        # was made from (`python3.11 manage.py` would otherwise look like the venv and stop here).
+        if venv_python.exists() and Path(sys.prefix).resolve() != venv.resolve():
             os.execv(str(venv_python), [str(venv_python), *sys.argv])
         sys.exit("Django is not installed here: run `make install` first, then .venv/bin/python manage.py ...")
 

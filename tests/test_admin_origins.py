@@ -10,9 +10,10 @@ from tenants.models import Tenant
 from tests.test_admin import staff_client
 
 
-def change_form_post(client: Client, tenant: Tenant, origins: str) -> Any:
-    """Post the real change form as the page would: every field of the tenant, the domain inline empty."""
-    data = {
+def change_form_post(client: Client, tenant: Tenant, origins: str, **fields: str) -> Any:
+    """Post the real change form as the page would: every field of the tenant (``fields`` override), the
+    domain inline empty."""
+    data: dict[str, Any] = {
         "slug": tenant.slug,
         "name": tenant.name,
         "is_active": "on",
@@ -26,6 +27,7 @@ def change_form_post(client: Client, tenant: Tenant, origins: str) -> Any:
         "domains-MIN_NUM_FORMS": "0",
         "domains-MAX_NUM_FORMS": "1000",
         "_save": "Save",
+        **fields,
     }
     return client.post(f"/admin/tenants/tenant/{tenant.pk}/change/", data)
 

@@ -6,6 +6,7 @@ import io
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import uuid
@@ -197,6 +198,47 @@ def test_create_api_key_tail_is_the_key_with_the_embedded_database(tmp_path):
     assert not (tmp_path / "pg" / "postmaster.pid").exists()
 
 
+def test_readme_operator_commands_work_as_written():
+    """The README's command block, run by a shell as written (its ``acme`` renamed): the tenant is made and
+    ``create_api_key ... | tail -1`` is a key."""
+    readme = Path(ROOT, "README.md").read_text()
+    using = readme[readme.index("## Using it") :]
+    block = using[using.index("```sh\n") + 6 : using.index("```", using.index("```sh\n") + 6)]
+    assert ".venv/bin/python manage.py create_tenant acme" in block
+    name = slug()
+    script = re.sub(r"\bacme\b", name, block)
+    env = {**os.environ, "DATABASE_URL": os.environ["BEACON_TEST_DATABASE_URL"]}
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr
+    tenant = Tenant.objects.get(slug=name)
+    assert tenant.allowed_origins == [f"https://app.{name}.com", "http://localhost:3000"]
+    parsed = keys.parse(done.stdout.strip().splitlines()[-1])
+    assert parsed is not None and parsed.public_id in set(tenant.api_keys.values_list("public_id", flat=True))
+
+
+def test_plain_python_manage_py_reruns_itself_with_the_venv(make_tenant):
+    """``python manage.py ...`` with an interpreter that lacks Django (outside the venv) still works."""
+    outside = getattr(sys, "_base_executable", "") or shutil.which("python3.11") or ""
+    probe = subprocess.run([outside, "-c", "import django"], capture_output=True) if outside else None
+    if probe is None or probe.returncode == 0:
+        pytest.skip("no Python without Django on this machine")
+    tenant, _ = make_tenant(slug())
+    env = {**os.environ, "DATABASE_URL": os.environ["BEACON_TEST_DATABASE_URL"]}
+    env.pop("VIRTUAL_ENV", None)
+    done = subprocess.run(
+        [outside, "manage.py", "list_tenants"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert any(line.startswith(tenant.slug + "\t") for line in done.stdout.splitlines()), done.stdout
+
+
 # --- start-up safety ---------------------------------------------------------------------------------------
 
 
@@ -269,20 +311,52 @@ def test_admin_never_deletes_a_tenant_and_hides_the_secret(make_tenant):
         cursor.execute(f"DROP SCHEMA {connection.ops.quote_name(schema)} CASCADE")
 
 
-def test_admin_rotation_shows_the_new_secret_once(make_tenant):
-    tenant, _ = make_tenant(slug())
+def test_admin_rotation_shows_the_new_secret_once_and_ends_streams(server, make_tenant):
+    tenant, key = make_tenant(slug())
     old = tenant.signing_secret
     client = staff_client()
-    response = client.post(
-        "/admin/tenants/tenant/",
-        {"action": "rotate_signing_secret", "_selected_action": [tenant.pk]},
-        follow=True,
-    )
+    token = Api(server.url, key).token(unique())
+    with sse_stream(server.url, token, timeout=30) as events:
+        next(events)  # the stream is open (the retry block)
+        response = client.post(
+            "/admin/tenants/tenant/",
+            {"action": "rotate_signing_secret", "_selected_action": [tenant.pk]},
+            follow=True,
+        )
+        assert ends_within(events, 5)
+    assert httpx.get(server.url + "/v1/stream", params={"token": token}, timeout=10).status_code == 401
     tenant.refresh_from_db()
     assert tenant.signing_secret != old and tenant.signing_secret in response.content.decode()
     assert (
         tenant.signing_secret not in client.get(f"/admin/tenants/tenant/{tenant.pk}/change/").content.decode()
     )
+
+
+def test_admin_sets_default_ttl_and_max_retention(make_tenant):
+    """The admin's change form edits the retention fields, with the model's checks (default <= maximum)."""
+    from tests.test_admin_origins import change_form_post
+
+    tenant, _ = make_tenant(slug())
+    client = staff_client()
+    page = client.get(f"/admin/tenants/tenant/{tenant.pk}/change/").content.decode()
+    assert 'name="default_ttl_seconds"' in page and 'name="max_retention_seconds"' in page
+    saved = change_form_post(client, tenant, "", default_ttl_seconds="3600", max_retention_seconds="86400")
+    assert saved.status_code == 302, saved.content.decode()[:2000]
+    tenant.refresh_from_db()
+    assert (tenant.default_ttl_seconds, tenant.max_retention_seconds) == (3600, 86400)
+    for fields, error_field in (
+        ({"default_ttl_seconds": "7200", "max_retention_seconds": "3600"}, "default_ttl_seconds"),
+        ({"default_ttl_seconds": "30", "max_retention_seconds": ""}, "default_ttl_seconds"),
+        ({"default_ttl_seconds": "", "max_retention_seconds": "7776001"}, "max_retention_seconds"),
+    ):
+        refused = change_form_post(client, tenant, "", **fields)
+        assert refused.status_code == 200 and error_field in refused.context["adminform"].form.errors
+        tenant.refresh_from_db()
+        assert (tenant.default_ttl_seconds, tenant.max_retention_seconds) == (3600, 86400), fields
+    cleared = change_form_post(client, tenant, "", default_ttl_seconds="", max_retention_seconds="")
+    assert cleared.status_code == 302
+    tenant.refresh_from_db()
+    assert (tenant.default_ttl_seconds, tenant.max_retention_seconds) == (None, None)
 
 
 def test_delete_tenant_needs_both_flags_then_drops_the_schema(make_tenant):
@@ -426,7 +500,34 @@ def test_purge_across_two_tenants_takes_only_what_retention_allows(server, make_
         assert list(IdempotencyRecord.objects.values_list("key", flat=True)) == ["new-" + b.slug]
 
 
-def test_purge_pushes_its_totals_to_a_pushgateway(make_tenant, tmp_path):
+def test_purge_deletes_in_bounded_batches_each_committed_alone(server, make_tenant):
+    """Every DELETE takes at most --batch-size rows and runs outside a transaction (autocommit): no
+    statement holds locks on more than a batch, nothing is held across batches."""
+    tenant, key = make_tenant(slug())
+    user = unique()
+    rows = Api(server.url, key).publish_ok({"recipients": [f"{user}-{n}" for n in range(5)]})
+    with schema_context(tenant.schema_name):
+        Notification.objects.filter(id__in=[row["id"] for row in rows]).update(
+            expires_at=timezone.now() - timedelta(seconds=1)
+        )
+    deletes: list[tuple[str, int, bool]] = []
+
+    def record(execute, sql, params, many, context):
+        result = execute(sql, params, many, context)
+        if sql.lstrip().upper().startswith("DELETE"):
+            deletes.append((sql, context["cursor"].rowcount, connection.in_atomic_block))
+        return result
+
+    out = io.StringIO()
+    with connection.execute_wrapper(record):
+        call_command("purge_expired", schema_name=tenant.schema_name, batch_size=2, stdout=out)
+    notification_deletes = [(count, atomic) for sql, count, atomic in deletes if "beacon_notification" in sql]
+    assert notification_deletes == [(2, False), (2, False), (1, False)], deletes
+    assert all("LIMIT" in sql for sql, _, _ in deletes)
+    assert f"{tenant.slug}\t5 notifications\t0 idempotency records" in out.getvalue().splitlines()
+
+
+def test_purge_pushes_its_totals_to_a_pushgateway(server, make_tenant, tmp_path):
     """A real HTTP server stands in for the Pushgateway (none is installed): it records the pushed body."""
     import threading
     from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -447,7 +548,10 @@ def test_purge_pushes_its_totals_to_a_pushgateway(make_tenant, tmp_path):
     thread = threading.Thread(target=gateway.serve_forever, daemon=True)
     thread.start()
     try:
-        tenant, _ = make_tenant(slug())
+        tenant, key = make_tenant(slug())
+        (row,) = Api(server.url, key).publish_ok({"recipient": unique()})
+        with schema_context(tenant.schema_name):
+            Notification.objects.filter(id=row["id"]).update(expires_at=timezone.now() - timedelta(seconds=1))
         call_command(
             "purge_expired",
             schema_name=tenant.schema_name,
@@ -458,21 +562,22 @@ def test_purge_pushes_its_totals_to_a_pushgateway(make_tenant, tmp_path):
         gateway.shutdown()
     ((path, body),) = received
     assert path == "/metrics/job/beacon_purge"
-    assert 'beacon_purged_total{kind="notifications"} 0.0' in body
+    assert 'beacon_purged_total{kind="notifications"} 1.0' in body
+    assert 'beacon_purged_total{kind="idempotency_records"} 0.0' in body
     assert "beacon_purge_last_success_timestamp_seconds" in body
 
 
 # --- the README's configuration table ----------------------------------------------------------------------
 
 ENV_READ = re.compile(
-    r"""(?:\b_?env_[a-z]+\(|\benv\.get\(|\benv\.setdefault\(|os\.getenv\(|environ\.get\(|environ\.setdefault\(|environ\[)\s*["']([A-Z][A-Z0-9_]+)["']"""
+    r"""(?:\b_?env_[a-z]+\((?:env,\s*)?|\benv\.get\(|\benv\.setdefault\(|os\.getenv\(|environ\.get\(|environ\.setdefault\(|environ\[)\s*["']([A-Z][A-Z0-9_]+)["']"""
 )
 NOT_SETTINGS = {"DJANGO_SETTINGS_MODULE", "BEACON_TEST_DATABASE_URL", "GUNICORN_CMD_ARGS"}
 
 
 def env_reads() -> set[str]:
     files = [*Path(ROOT, "service").rglob("*.py"), *Path(ROOT, "tenants").rglob("*.py")]
-    files.append(Path(ROOT, "deploy", "gunicorn.conf.py"))
+    files += [Path(ROOT, "deploy", "gunicorn.conf.py"), Path(ROOT, "manage.py")]
     found: set[str] = set()
     for path in files:
         found |= set(ENV_READ.findall(path.read_text()))
@@ -491,6 +596,8 @@ def test_readme_table_lists_every_variable_the_code_reads():
         "FORWARDED_ALLOW_IPS",
         "REQUIRE_DATABASE_URL",
     } <= reads  # the grep works
+    devserver = ENV_READ.findall(Path(ROOT, "service", "devserver.py").read_text())
+    assert {"PORT", "METRICS_PORT"} <= set(devserver)  # its reads of a copied environment too
     missing = sorted(reads - listed)
     assert not missing, f"README's configuration table misses {missing}"
     for row in table.splitlines():

@@ -1211,12 +1211,58 @@ def test_lock_files_pin_every_dependency_with_hashes() -> None:
 
     assert names(project["dependencies"]) <= set(pins["runtime"])
     assert "pgserver" not in pins["runtime"] and "pgserver" in pins["local"]
-    assert not {"pytest", "mypy", "playwright", "ruff"} & set(pins["local"])
+    # `make run` installs what running needs and the embedded PostgreSQL: no test, lint or benchmark tools.
+    dev_only = {
+        "pytest",
+        "mypy",
+        "playwright",
+        "ruff",
+        "helm-python-sdk",
+        "schemathesis",
+        "matplotlib",
+        "py-spy",
+    }
+    assert not dev_only & set(pins["local"])
     extras = project["optional-dependencies"]
     assert names(extras["dev"] + extras["bench"]) <= set(pins["dev"])
     for name in ("runtime", "local"):
         differing = {p: v for p, v in pins[name].items() if pins["dev"].get(p) != v}
         assert not differing, f"{name}.txt and dev.txt disagree: {differing}"
+
+
+def _make_plan(target: str, tmp_path: Path) -> list[str]:
+    """The commands ``make TARGET`` runs on a fresh clone (no venv yet), without running them."""
+    done = subprocess.run(
+        ["make", "-n", target, f"VENV={tmp_path / 'venv'}", "ARGS=list_tenants"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return done.stdout.splitlines()
+
+
+def test_make_and_ci_install_only_from_the_hash_checked_locks(tmp_path: Path) -> None:
+    """``make run`` (and ``make manage``) install the local lock alone, with pip's progress shown;
+    ``make test`` and ``make lint`` the dev lock; ``.ci/run`` goes through them and installs nothing itself."""
+
+    def installs(plan: list[str]) -> list[str]:
+        return [line for line in plan if "pip install" in line and "--no-deps -e ." not in line]
+
+    for target in ("run", "manage"):
+        plan = _make_plan(target, tmp_path)
+        (install,) = installs(plan)
+        assert "--require-hashes" in install and "-r requirements/local.txt" in install, install
+        assert "--quiet" not in install and "-q " not in install  # visible progress
+        assert any(line.startswith('echo "==> installing') for line in plan)
+    assert _make_plan("run", tmp_path)[-1].endswith("-m service.devserver")
+    for target in ("test", "lint"):
+        (install,) = installs(_make_plan(target, tmp_path))
+        assert "--require-hashes" in install and "-r requirements/dev.txt" in install, install
+    ci = (REPO_ROOT / ".ci" / "run").read_text()
+    assert re.search(r"^make lint$", ci, re.M) and re.search(r"^make test$", ci, re.M)
+    assert "pip install" not in ci and "pip3 install" not in ci
 
 
 def test_dockerignore_keeps_what_the_image_needs() -> None:
