@@ -1231,9 +1231,12 @@ def test_lock_files_pin_every_dependency_with_hashes() -> None:
 
 
 def _make_plan(target: str, tmp_path: Path) -> list[str]:
-    """The commands ``make TARGET`` runs on a fresh clone (no venv yet), without running them."""
+    """The commands ``make TARGET`` runs on a fresh clone (no venv yet), without running them. The outer
+    ``make test``'s variables are dropped: a nested make would print its directory changes and inherit flags."""
+    outer = {"MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "MAKE_TERMOUT", "MAKE_TERMERR"}
     done = subprocess.run(
-        ["make", "-n", target, f"VENV={tmp_path / 'venv'}", "ARGS=list_tenants"],
+        ["make", "--no-print-directory", "-n", target, f"VENV={tmp_path / 'venv'}", "ARGS=list_tenants"],
+        env={name: value for name, value in os.environ.items() if name not in outer},
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
