@@ -43,9 +43,10 @@ run: $(LOCAL_STAMP)
 manage: $(LOCAL_STAMP)
 	@$(PY) manage.py $(ARGS)
 
-# Two pytest-xdist workers, one test file each at a time (module fixtures start once); TEST_WORKERS=0 runs
-# in one process. Each worker has its own database and servers (tests/conftest.py).
-TEST_WORKERS ?= 2
+# Three pytest-xdist workers (most tests wait on servers and sockets, so three fit two cores), one test file
+# each at a time (module fixtures start once); TEST_WORKERS=0 runs in one process. Each worker has its own
+# database and servers (tests/conftest.py).
+TEST_WORKERS ?= 3
 test: $(DEV_STAMP)
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
