@@ -161,7 +161,7 @@ class BeaconApp:
                     # a page on an allowed origin can read why (service.cors), as for every other refusal
                     await _refuse(counting_send, refusal, await cors_headers(scope))
                 elif path == "/v1/stream" and method in _GET:
-                    await stream(scope, receive, counting_send, await self._runtime())
+                    await stream(scope, receive, counting_send, await self._runtime(), body_send=send)
                 elif path == "/healthz":
                     await _json(counting_send, 200, {"status": "ok"})
                 elif path == "/readyz":

@@ -49,8 +49,9 @@ class Dispatcher:
             if not subs:
                 continue
             item = Item(row.id, frames[index] if frames is not None else frame_for(row), sent_at)
-            for sub in list(subs):
-                push(sub, item)
+            for sub in list(subs):  # ``push`` inlined: a broadcast runs this once per stream
+                if not sub.push(item):
+                    metrics.SLOW_CONSUMER_DISCONNECTS.inc()
             if row.recipient is not None:
                 self._on_recipient_row(schema, row.recipient)
 
