@@ -86,6 +86,30 @@ async def _send_json_500(cycle: Any) -> None:
     await cycle.send({"type": "http.response.body", "body": INTERNAL_ERROR, "more_body": False})
 
 
+CYCLE_KEY = "beacon.cycle"  # scope key of the httptools cycle serving a stream (``write_nowait``)
+
+
+def write_nowait(cycle: Any, body: bytes) -> bool:
+    """Write ``body`` as the next chunk of ``cycle``'s open chunked response at once, exactly as the cycle's
+    ASGI ``send`` would, when nothing would make that ``send`` wait or refuse: ``False`` (nothing written)
+    when flow control has paused writing (a client not reading), the connection is gone, or the response is
+    not an open chunked one; the caller then goes through ``send``. A fan-out writes each stream's frame from
+    the dispatching loop this way instead of waking each stream's task for it (docs/streaming.md)."""
+    if (
+        cycle.flow.write_paused
+        or cycle.disconnected
+        or cycle.response_complete
+        or not cycle.response_started
+        or cycle.chunked_encoding is not True
+    ):
+        return False
+    try:
+        cycle.transport.write(b"%x\r\n%b\r\n" % (len(body), body))
+    except RuntimeError:  # the transport closed before uvicorn noticed: the stream's own send finds out
+        return False
+    return True
+
+
 def _answer_500_in_shape(cycle: Any) -> None:
     """The cycle's task has not run yet when this is called: its plain-text 500 becomes the JSON one."""
     cycle.send_500_response = functools.partial(_send_json_500, cycle)
@@ -408,6 +432,10 @@ if importlib.util.find_spec("httptools") is not None:
         def _start_asgi_task(self, cycle: Any, app: Any) -> None:
             # Every cycle, pipelined ones included, starts here (uvicorn 0.30+).
             _answer_500_in_shape(cycle)
+            if cycle.scope["path"] == "/v1/stream" and cycle.scope["method"] == "GET":
+                # The stream writes fan-out frames through ``write_nowait`` (it removes this key at its end,
+                # which also breaks the scope -> cycle -> scope reference cycle).
+                cycle.scope[CYCLE_KEY] = cycle
             if cycle.scope["http_version"] == "1.0" and cycle.scope["method"] != "HEAD":
                 _close_delimited_for_http10(cycle)  # h11 does this on its own
             super()._start_asgi_task(cycle, app)

@@ -483,3 +483,22 @@ def test_batches_and_large_bodies_arrive_live_intact(acme: Api):
     assert [e.id for e in got] == [n["id"] for n in small] + [large[0]["id"]]
     assert [json.loads(e.data)["data"] for e in got] == [{"i": 0}, {"i": 1}, {"i": 2}, big]
     assert [e.event for e in got] == ["e.small"] * 3 + ["e.large"]
+
+
+def test_a_reading_client_takes_a_burst_larger_than_its_queue(start_server, make_tenant):
+    """A burst of 50 to a stream whose queue holds 2: the stream's task is parked and its socket takes the
+    frames, so the fan-out writes them itself (hub.py, ``Subscription.write_now``) instead of queueing them:
+    a client that reads is never cut off as a slow consumer; every event arrives once, in order."""
+    _tenant, key = make_tenant()
+    srv = start_server(workers=1, STREAM_QUEUE_SIZE="2")
+    api = Api(srv.url, key)
+    user = unique()
+    with sse_stream(srv.url, api.token(user)) as events:
+        stored = api.publish(
+            {"notifications": [{"recipient": user, "data": n} for n in range(50)]}, batch=True
+        )
+        assert stored.status_code == 201
+        ids = [n["id"] for n in stored.json()["notifications"]]
+        assert [event.id for event in take(events, 50)] == ids
+        after = api.publish_ok({"recipient": user, "data": "after"})[0]["id"]
+        assert take(events, 1)[0].id == after  # still open

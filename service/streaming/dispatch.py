@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 
 from service.broker.base import Row
 from service.observability import metrics
-from service.streaming import sse
+from service.streaming import delivery_metrics, sse
 from service.streaming.hub import BROADCAST, RECIPIENT, TOPIC, Hub, Item, Subscription
 
 log = logging.getLogger(__name__)
@@ -35,8 +36,9 @@ class Dispatcher:
     def rows(
         self, schema: str, rows: Sequence[Row], sent_at: float, frames: Sequence[bytes] | None = None
     ) -> None:
-        """Queue each row (in the given order, which must be id order) to every stream that wants it;
-        ``frames``, when given, are the rows' frames already encoded."""
+        """Write or queue each row (in the given order, which must be id order) to every stream that wants
+        it; ``frames``, when given, are the rows' frames already encoded. A stream whose task is parked
+        with nothing queued gets the frame written at once (``Subscription.write_now``), others queue it."""
         hub = self.hub
         for index, row in enumerate(rows):
             if row.broadcast:
@@ -48,18 +50,36 @@ class Dispatcher:
             subs = hub.matching(key)
             if not subs:
                 continue
-            item = Item(row.id, frames[index] if frames is not None else frame_for(row), sent_at)
-            for sub in list(subs):  # ``push`` inlined: a broadcast runs this once per stream
-                if not sub.push(item):
+            frame = frames[index] if frames is not None else frame_for(row)
+            item = Item(row.id, frame, sent_at)
+            written = 0
+            label = ""
+            now = time.monotonic()
+            for sub in list(subs):
+                if row.id <= sub.position:
+                    continue  # sent already (a catch-up repeats rows): what the task would skip
+                if sub.write_now(frame):
+                    sub.position = row.id
+                    sub.last_write = now
+                    written += 1
+                    label = sub.label
+                elif not sub.push(item):  # ``push`` inlined: a broadcast runs this once per stream
                     metrics.SLOW_CONSUMER_DISCONNECTS.inc()
+            if written:
+                latency = max(time.time() - sent_at, 0.0) if sent_at else None
+                delivery_metrics.delivered(label, written, [latency] * written if latency is not None else [])
             if row.recipient is not None:
                 self._on_recipient_row(schema, row.recipient)
 
     def unread(self, schema: str, recipient: str, count: int) -> None:
-        """Queue ``beacon.unread`` to every local stream of one recipient of one tenant."""
-        item = Item(None, sse.control("beacon.unread", {"unread": count}))
+        """Write or queue ``beacon.unread`` to every local stream of one recipient of one tenant."""
+        frame = sse.control("beacon.unread", {"unread": count})
+        item = Item(None, frame)
         for sub in list(self.hub.matching((schema, RECIPIENT, recipient))):
-            push(sub, item)
+            if sub.write_now(frame):
+                sub.last_write = time.monotonic()
+            else:
+                push(sub, item)
 
     def close_tenant(self, schema: str, reason: str) -> None:
         """End every local stream of one tenant (secret rotated, tenant deactivated or deleted). The cached

@@ -28,6 +28,7 @@ from service.notifications.auth import authenticate_token, bearer
 from service.notifications.tokens import Subscriber
 from service.numbers import ascii_int
 from service.observability import metrics
+from service.serving import CYCLE_KEY
 from service.streaming import delivery_metrics, sse
 from service.streaming.hub import Subscription, keys_for
 from service.streaming.runtime import Runtime, frame_for
@@ -212,6 +213,7 @@ async def _serve(
         settings.STREAM_QUEUE_SIZE,
         secret=tenant.signing_secret,
     )
+    sub.label = label
     try:
         await runtime.listener.ensure_newest(tenant.schema)  # before joining the hub: see listener.py
         runtime.hub.add(sub)  # subscribe first, then replay: nothing can fall between the two
@@ -240,6 +242,8 @@ async def _serve(
         await _write(body_send, sse.retry(random.randint(1000, 5000)), sub)
         for chunk in prelude:
             await _write(body_send, chunk, sub)
+        # Live: a fan-out may now write this stream's frames itself while its task is parked (hub.py).
+        sub.cycle = scope.get(CYCLE_KEY)
         await _live(body_send, sub, subscriber, label)
     except ClientGone:
         sub.close("client")
@@ -247,6 +251,8 @@ async def _serve(
         sub.close("slow_consumer")
         metrics.SLOW_CONSUMER_DISCONNECTS.inc()
     finally:
+        sub.cycle = None
+        scope.pop(CYCLE_KEY, None)
         runtime.hub.remove(sub)
         watcher.cancel()
         metrics.CONNECTIONS.labels(label).dec()

@@ -12,6 +12,8 @@ from collections import deque
 from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
 
+from service.serving import write_nowait
+
 RECIPIENT, TOPIC, BROADCAST = "r", "t", "b"
 Key = tuple[str, str, str]  # (schema, kind, id)
 
@@ -39,8 +41,10 @@ class Subscription:
         "_limit",
         "_waiter",
         "closed",
+        "cycle",
         "deadline",
         "keys",
+        "label",
         "last_write",
         "position",
         "recipient",
@@ -72,6 +76,10 @@ class Subscription:
         self.write_deadline = float("inf")
         self.write_timed_out = False
         self.task: asyncio.Task[Any] | None = None
+        # The server's cycle of this stream's response once it is live (``service.serving.write_nowait``),
+        # and the tenant's metrics label: what a fan-out needs to write here without waking the task.
+        self.cycle: Any = None
+        self.label = ""
         self._items: deque[Item] = deque()
         self._limit = limit
         self._waiter: asyncio.Future[None] | None = None
@@ -86,6 +94,16 @@ class Subscription:
         self._items.append(item)
         self._wake()
         return True
+
+    def write_now(self, frame: bytes) -> bool:
+        """Write ``frame`` on the socket now, from the caller (a fan-out, the heartbeat ticker), when the
+        stream's task is parked in ``wait`` with nothing queued: nothing is in flight on this connection, so
+        the frame goes out in order. ``False`` (nothing written) otherwise, or when the socket cannot take it
+        at once (``write_nowait``): the caller queues it for the task as before. Waking ten thousand tasks
+        for one frame each was most of a broadcast's time."""
+        if self._waiter is None or self._items or self.closed is not None or self.cycle is None:
+            return False
+        return write_nowait(self.cycle, frame)
 
     def close(self, reason: str) -> None:
         if self.closed is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -127,8 +128,9 @@ def test_tenant_labels_are_capped_and_can_be_turned_off(
 def test_replay_reset_heartbeat_rejection_and_slow_consumer_counters(
     start_server: Callable[..., Server], make_tenant: Callable[..., tuple[Any, str]]
 ) -> None:
-    srv = start_server(workers=1, STREAM_QUEUE_SIZE="1")  # a burst of two live events overflows a queue
-    tenant, key = make_tenant()
+    # A client that stops reading: its socket fills, writes wait, and the small queue then overflows.
+    srv = start_server(workers=1, STREAM_QUEUE_SIZE="2", STREAM_SEND_TIMEOUT_SECONDS="1")
+    tenant, key = make_tenant(max_payload_bytes=64 * 1024)
     api = Api(srv.url, key)
     user = unique()
     token = api.token(user)
@@ -159,10 +161,16 @@ def test_replay_reset_heartbeat_rejection_and_slow_consumer_counters(
     assert refused.status_code == 401
     counted("beacon_connections_rejected_total", 1, reason="invalid_token")
 
-    stream = open_stream(srv.url, token)
+    stream = socket.create_connection(("127.0.0.1", srv.port))
     try:
-        burst = [{"recipient": user, "data": {"n": n}} for n in range(20)]
-        assert api.publish({"notifications": burst}, batch=True).status_code == 201
+        stream.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stream.sendall(
+            f"GET /v1/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n".encode()
+        )
+        assert b"200" in stream.recv(100)
+        burst = [{"recipient": user, "data": "x" * 60_000}] * 20
+        for _ in range(5):  # then it reads nothing
+            assert api.publish({"notifications": burst}, batch=True).status_code == 201
         counted("beacon_slow_consumer_disconnects_total", 1)
         counted("beacon_connections_closed_total", 1, reason="slow_consumer")
     finally:
