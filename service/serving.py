@@ -130,6 +130,14 @@ class _HeadTimer:
     logger: Any
     server_state: Any
 
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)  # type: ignore[misc]  # the protocol's, next in the MRO
+        self._start_head_timer()  # a connection that sends nothing at all is closed too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_head_timer()
+        super().connection_lost(exc)  # type: ignore[misc]
+
     def _start_head_timer(self) -> None:
         if self._head_timer is None:
             self._head_timer = self.loop.call_later(HEAD_TIMEOUT_SECONDS, self._head_timed_out)
@@ -206,14 +214,6 @@ class H11Protocol(_HeadTimer, h11_impl.H11Protocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.conn = _Connection(h11.SERVER, self.conn._max_incomplete_event_size)
-
-    def connection_made(self, transport: Any) -> None:
-        super().connection_made(transport)
-        self._start_head_timer()  # a connection that sends nothing at all is closed too
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._stop_head_timer()
-        super().connection_lost(exc)
 
     def _in_request_head(self) -> bool:
         return self.conn.their_state is h11.IDLE
@@ -349,14 +349,6 @@ if importlib.util.find_spec("httptools") is not None:
         _in_head = True
         _head_bytes = 0  # bytes received since the current request began, while its head is incomplete
         _exact = 0  # bytes of the current request's target and header lines, as parsed
-
-        def connection_made(self, transport: Any) -> None:
-            super().connection_made(transport)
-            self._start_head_timer()  # a connection that sends nothing at all is closed too
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            self._stop_head_timer()
-            super().connection_lost(exc)
 
         def _in_request_head(self) -> bool:
             return self._in_head
