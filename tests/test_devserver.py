@@ -41,6 +41,7 @@ class Output:
     """A process's merged output, read line by line on a thread (no blocking reads in the test)."""
 
     def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.process = process
         self.lines: list[str] = []
         self._thread = threading.Thread(target=self._read, args=(process,), daemon=True)
         self._thread.start()
@@ -54,9 +55,34 @@ class Output:
     def text(self) -> str:
         return "".join(self.lines)
 
-    def wait_for(self, pattern: str, timeout: float) -> str:
-        wait_until(lambda: re.search(pattern, self.text), timeout=timeout, message=f"{pattern!r} in output")
+    def wait_for(self, pattern: str, timeout: float, database: str | None = None) -> str:
+        """The output once ``pattern`` appears in it; on timeout, fail with what a stall needs to be diagnosed:
+        the output so far, the process's session (which step runs) and, given its ``database``, what the
+        database's sessions are doing or waiting for."""
+        try:
+            wait_until(
+                lambda: re.search(pattern, self.text), timeout=timeout, message=f"{pattern!r} in output"
+            )
+        except AssertionError as error:
+            raise AssertionError(f"{error}\n{self.diagnosis(database)}") from None
         return self.text
+
+    def diagnosis(self, database: str | None) -> str:
+        session = subprocess.run(
+            ["ps", "-ww", "-s", str(self.process.pid), "-o", "pid,ppid,etime,time,stat,wchan:24,args"],
+            capture_output=True,
+            text=True,
+        ).stdout
+        parts = [f"--- output so far ---\n{self.text}", f"--- its processes ---\n{session}"]
+        if database:
+            with contextlib.suppress(psycopg.Error), psycopg.connect(os.environ["DATABASE_URL"]) as conn:
+                rows = conn.execute(
+                    "SELECT pid, state, wait_event_type, wait_event, now() - query_start, left(query, 200)"
+                    " FROM pg_stat_activity WHERE datname = %s",
+                    (urlsplit(database).path.lstrip("/"),),
+                ).fetchall()
+                parts.append("--- its database's sessions ---\n" + "\n".join(map(str, rows)))
+        return "\n".join(parts)
 
     def rest(self) -> str:
         self._thread.join(timeout=10)
@@ -91,7 +117,7 @@ def test_make_run_honours_port_and_stops_quickly_on_ctrl_c_with_a_stream_open(tm
     )
     try:
         out = Output(process)
-        output = out.wait_for(r"Ctrl-C stops it", timeout=240)
+        output = out.wait_for(r"Ctrl-C stops it", timeout=240, database=empty_database)
         assert "==> migrating the database" in output and "==> collecting static files" in output
         assert f"http://localhost:{port}/" in output
         assert f"localhost:{port}/v1/notifications" in output
