@@ -32,6 +32,7 @@ def devserver_env(tmp_path: Path, **extra: str) -> dict[str, str]:
         WEB_CONCURRENCY="1",
         METRICS_BIND="127.0.0.1",
         PYTHONUNBUFFERED="1",
+        PYTHONFAULTHANDLER="1",  # a stalled start-up prints its Python stacks (Output.diagnosis)
     )
     env.update(extra)
     return env
@@ -56,9 +57,8 @@ class Output:
         return "".join(self.lines)
 
     def wait_for(self, pattern: str, timeout: float, database: str | None = None) -> str:
-        """The output once ``pattern`` appears in it; on timeout, fail with what a stall needs to be diagnosed:
-        the output so far, the process's session (which step runs) and, given its ``database``, what the
-        database's sessions are doing or waiting for."""
+        """The output once ``pattern`` appears in it; on timeout, fail with what a stall needs to be diagnosed
+        (``diagnosis``)."""
         try:
             wait_until(
                 lambda: re.search(pattern, self.text), timeout=timeout, message=f"{pattern!r} in output"
@@ -68,20 +68,33 @@ class Output:
         return self.text
 
     def diagnosis(self, database: str | None) -> str:
+        """Which step stalls, and on what: the processes of the devserver's session, what its ``database``'s
+        sessions wait for (and who blocks them, from any database), then every Python thread's stack (with
+        ``PYTHONFAULTHANDLER`` set, SIGABRT makes each of its Python processes print them) and the output."""
         session = subprocess.run(
             ["ps", "-ww", "-s", str(self.process.pid), "-o", "pid,ppid,etime,time,stat,wchan:24,args"],
             capture_output=True,
             text=True,
         ).stdout
-        parts = [f"--- output so far ---\n{self.text}", f"--- its processes ---\n{session}"]
+        parts = [f"--- its processes ---\n{session}"]
         if database:
             with contextlib.suppress(psycopg.Error), psycopg.connect(os.environ["DATABASE_URL"]) as conn:
                 rows = conn.execute(
-                    "SELECT pid, state, wait_event_type, wait_event, now() - query_start, left(query, 200)"
-                    " FROM pg_stat_activity WHERE datname = %s",
-                    (urlsplit(database).path.lstrip("/"),),
+                    "SELECT pid, datname, application_name, state, wait_event_type, wait_event,"
+                    " pg_blocking_pids(pid), now() - query_start, left(query, 300) FROM pg_stat_activity"
+                    " WHERE datname = %(db)s OR pid IN (SELECT unnest(pg_blocking_pids(a.pid))"
+                    " FROM pg_stat_activity a WHERE a.datname = %(db)s)",
+                    {"db": urlsplit(database).path.lstrip("/")},
                 ).fetchall()
-                parts.append("--- its database's sessions ---\n" + "\n".join(map(str, rows)))
+                parts.append(
+                    "--- its database's sessions and their blockers ---\n" + "\n".join(map(str, rows))
+                )
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGABRT)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=10)
+        self._thread.join(timeout=5)
+        parts.append(f"--- output, then stacks ---\n{self.text}")
         return "\n".join(parts)
 
     def rest(self) -> str:
