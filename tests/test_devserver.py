@@ -32,6 +32,7 @@ def devserver_env(tmp_path: Path, **extra: str) -> dict[str, str]:
         WEB_CONCURRENCY="1",
         METRICS_BIND="127.0.0.1",
         PYTHONUNBUFFERED="1",
+        PYTHONFAULTHANDLER="1",  # a stalled start-up prints its Python stacks (Output.diagnosis)
     )
     env.update(extra)
     return env
@@ -41,6 +42,7 @@ class Output:
     """A process's merged output, read line by line on a thread (no blocking reads in the test)."""
 
     def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.process = process
         self.lines: list[str] = []
         self._thread = threading.Thread(target=self._read, args=(process,), daemon=True)
         self._thread.start()
@@ -54,9 +56,46 @@ class Output:
     def text(self) -> str:
         return "".join(self.lines)
 
-    def wait_for(self, pattern: str, timeout: float) -> str:
-        wait_until(lambda: re.search(pattern, self.text), timeout=timeout, message=f"{pattern!r} in output")
+    def wait_for(self, pattern: str, timeout: float, database: str | None = None) -> str:
+        """The output once ``pattern`` appears in it; on timeout, fail with what a stall needs to be diagnosed
+        (``diagnosis``)."""
+        try:
+            wait_until(
+                lambda: re.search(pattern, self.text), timeout=timeout, message=f"{pattern!r} in output"
+            )
+        except AssertionError as error:
+            raise AssertionError(f"{error}\n{self.diagnosis(database)}") from None
         return self.text
+
+    def diagnosis(self, database: str | None) -> str:
+        """Which step stalls, and on what: the processes of the devserver's session, what its ``database``'s
+        sessions wait for (and who blocks them, from any database), then every Python thread's stack (with
+        ``PYTHONFAULTHANDLER`` set, SIGABRT makes each of its Python processes print them) and the output."""
+        session = subprocess.run(
+            ["ps", "-ww", "-s", str(self.process.pid), "-o", "pid,ppid,etime,time,stat,wchan:24,args"],
+            capture_output=True,
+            text=True,
+        ).stdout
+        parts = [f"--- its processes ---\n{session}"]
+        if database:
+            with contextlib.suppress(psycopg.Error), psycopg.connect(os.environ["DATABASE_URL"]) as conn:
+                rows = conn.execute(
+                    "SELECT pid, datname, application_name, state, wait_event_type, wait_event,"
+                    " pg_blocking_pids(pid), now() - query_start, left(query, 300) FROM pg_stat_activity"
+                    " WHERE datname = %(db)s OR pid IN (SELECT unnest(pg_blocking_pids(a.pid))"
+                    " FROM pg_stat_activity a WHERE a.datname = %(db)s)",
+                    {"db": urlsplit(database).path.lstrip("/")},
+                ).fetchall()
+                parts.append(
+                    "--- its database's sessions and their blockers ---\n" + "\n".join(map(str, rows))
+                )
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGABRT)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=10)
+        self._thread.join(timeout=5)
+        parts.append(f"--- output, then stacks ---\n{self.text}")
+        return "\n".join(parts)
 
     def rest(self) -> str:
         self._thread.join(timeout=10)
@@ -91,7 +130,7 @@ def test_make_run_honours_port_and_stops_quickly_on_ctrl_c_with_a_stream_open(tm
     )
     try:
         out = Output(process)
-        output = out.wait_for(r"Ctrl-C stops it", timeout=240)
+        output = out.wait_for(r"Ctrl-C stops it", timeout=240, database=empty_database)
         assert "==> migrating the database" in output and "==> collecting static files" in output
         assert f"http://localhost:{port}/" in output
         assert f"localhost:{port}/v1/notifications" in output

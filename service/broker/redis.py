@@ -22,6 +22,8 @@ from typing import Any
 import redis
 import redis.asyncio as aioredis
 from django.db import transaction
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from service.broker.base import Announcement, Broker, OnAnnouncement, OnConnected
 from service.broker.payload import decode, encode
@@ -94,6 +96,9 @@ class RedisBroker(Broker):
                 client_name=f"{CLIENT_NAME}-listener",
                 socket_connect_timeout=2,
                 socket_keepalive=True,
+                # Never retried by redis-py: a retry reconnects and resubscribes silently, so the listener
+                # would miss the loss and skip the catch-up and close check each reconnect runs.
+                retry=Retry(NoBackoff(), 0),
             )
             connected = False
             try:
