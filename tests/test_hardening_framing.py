@@ -181,11 +181,11 @@ async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-@pytest.fixture(params=[HttpProtocol, H11Protocol], ids=["httptools", "h11"])
-def toy_server(request: pytest.FixtureRequest) -> Iterator[str]:
+def _served(app: Any, protocol: type) -> Iterator[str]:
+    """``app`` served by uvicorn with ``protocol`` on a thread of this process, until the generator ends."""
     port = free_port()
     config = uvicorn.Config(
-        _app, host="127.0.0.1", port=port, http=request.param, lifespan="off", log_level="critical"
+        app, host="127.0.0.1", port=port, http=protocol, lifespan="off", log_level="critical"
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
@@ -194,6 +194,11 @@ def toy_server(request: pytest.FixtureRequest) -> Iterator[str]:
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(timeout=10)
+
+
+@pytest.fixture(params=[HttpProtocol, H11Protocol], ids=["httptools", "h11"])
+def toy_server(request: pytest.FixtureRequest) -> Iterator[str]:
+    yield from _served(_app, request.param)
 
 
 @pytest.mark.parametrize("path", ["/raise", "/silent"])
@@ -279,17 +284,7 @@ def beacon_over(request: pytest.FixtureRequest) -> Iterator[str]:
     no database are asked (``/healthz``)."""
     from service.asgi import application
 
-    port = free_port()
-    config = uvicorn.Config(
-        application, host="127.0.0.1", port=port, http=request.param, lifespan="off", log_level="critical"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True)
-    thread.start()
-    wait_until(lambda: server.started, timeout=10, message="uvicorn to start")
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    yield from _served(application, request.param)
 
 
 def _healthz(target: bytes = b"/healthz", *headers: bytes, version: bytes = b"1.1") -> bytes:
