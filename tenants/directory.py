@@ -78,6 +78,7 @@ class TtlCache(Generic[K, V]):
         self._max = max_entries
         self._items: dict[K, tuple[float, V | None]] = {}
         self._lock = threading.Lock()
+        self.generation = 0  # moves at every clear: a load that began before a clear must not be stored
 
     def get(self, key: K) -> tuple[bool, V | None]:
         """``(found, value)``; ``value`` may be ``None`` for a cached miss."""
@@ -86,8 +87,12 @@ class TtlCache(Generic[K, V]):
             return False, None
         return True, item[1]
 
-    def put(self, key: K, value: V | None) -> None:
+    def put(self, key: K, value: V | None, generation: int | None = None) -> None:
+        """Store ``value``; with ``generation`` (read before the value was loaded), only if the cache was not
+        cleared since: a rotation's clear must not be undone by a load of the old row still in flight."""
         with self._lock:
+            if generation is not None and generation != self.generation:
+                return
             if len(self._items) >= self._max:
                 self._items.clear()
             self._items[key] = (time.monotonic() + self._ttl(), value)
@@ -95,6 +100,7 @@ class TtlCache(Generic[K, V]):
     def clear(self) -> None:
         with self._lock:
             self._items.clear()
+            self.generation += 1
 
 
 tenants_by_slug: TtlCache[str, TenantInfo] = TtlCache(lambda: settings.TENANT_CACHE_SECONDS)
@@ -113,8 +119,9 @@ def _cached(cache: TtlCache[K, V], key: K, load: Callable[[K], V | None]) -> V |
     found, value = cache.get(key)
     if found:
         return value
+    generation = cache.generation
     value = load(key)
-    cache.put(key, value)
+    cache.put(key, value, generation)  # not stored if the cache was cleared while this loaded
     return value
 
 
