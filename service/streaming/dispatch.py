@@ -26,6 +26,17 @@ def push(sub: Subscription, item: Item) -> None:
         metrics.SLOW_CONSUMER_DISCONNECTS.inc()
 
 
+def deliver(sub: Subscription, item: Item, now: float) -> bool:
+    """Write ``item`` on the stream's socket at once when its task is parked (``Subscription.write_now``),
+    marking ``now`` (``time.monotonic()``) as its last write, else queue it (``push``). ``True`` when written:
+    the caller then records what the task would have (position, delivery tallies)."""
+    if sub.write_now(item.frame):
+        sub.last_write = now
+        return True
+    push(sub, item)
+    return False
+
+
 class Dispatcher:
     """Queues frames on the hub's streams; ``on_recipient_row(schema, recipient)`` hears of recipient rows."""
 
@@ -50,21 +61,17 @@ class Dispatcher:
             subs = hub.matching(key)
             if not subs:
                 continue
-            frame = frames[index] if frames is not None else frame_for(row)
-            item = Item(row.id, frame, sent_at)
+            item = Item(row.id, frames[index] if frames is not None else frame_for(row), sent_at)
             written = 0
             label = ""
             now = time.monotonic()
             for sub in list(subs):
                 if row.id <= sub.position:
                     continue  # sent already (a catch-up repeats rows): what the task would skip
-                if sub.write_now(frame):
+                if deliver(sub, item, now):
                     sub.position = row.id
-                    sub.last_write = now
                     written += 1
                     label = sub.label
-                elif not sub.push(item):  # ``push`` inlined: a broadcast runs this once per stream
-                    metrics.SLOW_CONSUMER_DISCONNECTS.inc()
             if written:
                 latency = max(time.time() - sent_at, 0.0) if sent_at else None
                 delivery_metrics.delivered(label, written, [latency] * written if latency is not None else [])
@@ -73,13 +80,10 @@ class Dispatcher:
 
     def unread(self, schema: str, recipient: str, count: int) -> None:
         """Write or queue ``beacon.unread`` to every local stream of one recipient of one tenant."""
-        frame = sse.control("beacon.unread", {"unread": count})
-        item = Item(None, frame)
+        item = Item(None, sse.control("beacon.unread", {"unread": count}))
+        now = time.monotonic()
         for sub in list(self.hub.matching((schema, RECIPIENT, recipient))):
-            if sub.write_now(frame):
-                sub.last_write = time.monotonic()
-            else:
-                push(sub, item)
+            deliver(sub, item, now)
 
     def close_tenant(self, schema: str, reason: str) -> None:
         """End every local stream of one tenant (secret rotated, tenant deactivated or deleted). The cached

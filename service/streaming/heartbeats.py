@@ -8,7 +8,7 @@ import asyncio
 import time
 
 from service.streaming import delivery_metrics, sse
-from service.streaming.dispatch import push
+from service.streaming.dispatch import deliver
 from service.streaming.hub import Hub, Item
 
 
@@ -26,10 +26,8 @@ async def run_heartbeats(hub: Hub, interval: float) -> None:
         for sub in hub.subscriptions():
             if sub.last_write <= due:
                 sub.last_write = now  # counts as written: no second ping while this one waits
-                if sub.write_now(sse.PING):  # the stream's task stays parked (Subscription.write_now)
+                if deliver(sub, ping, now):  # written at once: the stream's task stays parked
                     delivery_metrics.heartbeat()
-                else:
-                    push(sub, ping)
             if sub.deadline <= deadline_passed:
                 sub.wake()  # its token expired or it reached its maximum age: the stream ends itself
             if sub.write_deadline <= deadline_passed:
