@@ -203,9 +203,8 @@ test("a tab that joins later learns the position and the unread count from the l
   }
 });
 
-test("without Web Locks each tab holds its own stream", async () => {
-  const server = new FakeBeacon();
-  const env = browser(server, false);
+// Two tabs in `env` (made for `server`) hold a stream each, and each gets a notification once.
+async function eachTabHoldsItsOwnStream(server, env) {
   const tabs = [tab(server, env), tab(server, env)];
   try {
     await until(() => server.streams.size === 2, "two streams");
@@ -214,6 +213,11 @@ test("without Web Locks each tab holds its own stream", async () => {
   } finally {
     tabs.forEach((t) => t.client.close());
   }
+}
+
+test("without Web Locks each tab holds its own stream", async () => {
+  const server = new FakeBeacon();
+  await eachTabHoldsItsOwnStream(server, browser(server, false));
 });
 
 test("share: false connects on its own even where locks exist", async () => {
@@ -354,15 +358,7 @@ test("inbox calls: Bearer token, no cookies, contract shapes, errors as BeaconEr
 
 test("without BroadcastChannel each tab holds its own stream, even where locks exist", async () => {
   const server = new FakeBeacon();
-  const env = { fetch: server.fetch, navigator: { locks: new Locks() } };
-  const tabs = [tab(server, env), tab(server, env)];
-  try {
-    await until(() => server.streams.size === 2, "two streams");
-    server.publish("x");
-    await until(() => tabs.every((t) => t.seen.ids.length === 1), "x in both");
-  } finally {
-    tabs.forEach((t) => t.client.close());
-  }
+  await eachTabHoldsItsOwnStream(server, { fetch: server.fetch, navigator: { locks: new Locks() } });
 });
 
 test("401 token_expired on a reconnect: one fresh token, resuming from the last id, nothing lost or twice", async () => {
