@@ -660,3 +660,19 @@ def test_listen_backlog_sets_the_accept_queue_of_the_listening_socket(start_serv
         ["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True, check=True
     ).stdout.split()
     assert shown[0] == "LISTEN" and shown[2] == "37", shown  # State Recv-Q Send-Q Local Peer
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--batch-size", "١٢"], "expected a positive integer"),  # int() takes Arabic-Indic digits
+        (["--batch-size", "0"], "expected a positive integer"),
+        (["--pushgateway", "not a url"], "could not push to --pushgateway"),
+        (["--pushgateway", "http://127.0.0.1:1"], "could not push to --pushgateway"),  # refused
+    ],
+)
+def test_purge_bad_options_end_in_one_line_without_a_traceback(make_tenant, args, says):
+    tenant, _ = make_tenant()
+    result = manage("purge_expired", "--schema", tenant.schema_name, *args)
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+    assert says in result.stderr.strip().splitlines()[-1]
