@@ -10,6 +10,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
+from service import hosts
 from tenants import keys, lifecycle
 from tenants.models import ApiKey, Domain, Tenant
 from tenants.origins import check_origins
@@ -56,8 +57,25 @@ class TenantAdminForm(forms.ModelForm):
         fields = "__all__"
 
 
+class DomainForm(forms.ModelForm):
+    """A domain as requests are matched on it (``service.hosts.normalize``): a value no ``Host`` header can
+    match (a space, a scheme, a path) is refused; a port, a trailing dot and upper case are dropped."""
+
+    class Meta:
+        model = Domain
+        fields = "__all__"
+
+    def clean_domain(self) -> str:
+        raw = self.cleaned_data["domain"]
+        host = hosts.normalize(raw)
+        if not host:
+            raise forms.ValidationError(f"{raw[:80]!r} is not a host name such as notify.example.com")
+        return host
+
+
 class DomainInline(admin.TabularInline):
     model = Domain
+    form = DomainForm
     extra = 0
 
 

@@ -18,6 +18,7 @@ _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _SHAPE = re.compile(
     r"^(?P<scheme>[a-z][a-z0-9+.-]*)://(?P<host>\[[^\]/]*\]|[^:/?#\[\]@]+)(?::(?P<port>[0-9]{1,5}))?$"
 )
+_NUMERIC = re.compile(r"^(?:[0-9]+|0x[0-9a-f]*)$")
 MAX_ORIGINS = 100
 
 
@@ -64,11 +65,27 @@ def check_origin(value: Any) -> str:
             raise ValidationError(f"{shown!r}: drop the default port; browsers send {scheme}://{host}")
     if host.startswith("["):
         try:
-            ipaddress.IPv6Address(host[1:-1])
+            address = ipaddress.IPv6Address(host[1:-1])
         except ValueError:
             raise ValidationError(f"{shown!r}: {host} is not an IPv6 address") from None
-    elif not all(_LABEL.match(label) for label in host.split(".")):
+        if address.scope_id is not None:
+            raise ValidationError(f"{shown!r}: a browser never sends a zone id (%...) in an origin")
+        if host[1:-1] != address.compressed:
+            # browsers serialize IPv6 compressed (WHATWG URL "IPv6 serializer"): [0:0::1] arrives as [::1]
+            raise ValidationError(
+                f"{shown!r}: write the address as browsers send it ([{address.compressed}])"
+            )
+    elif len(host) > 253 or not all(_LABEL.match(label) for label in host.split(".")):
         raise ValidationError(f"{shown!r}: {host!r} is not a valid host name")
+    elif _NUMERIC.match(host.rsplit(".", 1)[-1]):
+        # a host ending in a number is an IPv4 address to a browser (WHATWG URL "ends in a number"):
+        # 0x7f.1 arrives as 127.0.0.1, 256.1.1.1 is no URL at all; only the dotted-decimal form can match
+        try:
+            canonical = str(ipaddress.IPv4Address(host))
+        except ValueError:
+            canonical = None
+        if canonical != host:
+            raise ValidationError(f"{shown!r}: {host!r} is not an IPv4 address in dotted-decimal form")
     return value
 
 

@@ -68,3 +68,18 @@ def test_good_origins_are_saved_as_a_list(make_tenant) -> None:
     assert response.status_code == 302
     tenant.refresh_from_db()
     assert tenant.allowed_origins == []
+
+
+def test_a_domain_no_host_can_match_is_refused_and_others_are_normalized(make_tenant) -> None:
+    tenant, _ = make_tenant()
+    client = staff_client()
+    inline = {"domains-TOTAL_FORMS": "1", "domains-0-is_primary": "on", "domains-0-tenant": str(tenant.pk)}
+    for bad in ("a b.test", "http://x.test/", "x.test:99999", "bücher.test"):
+        response = change_form_post(client, tenant, "", **inline, **{"domains-0-domain": bad})
+        assert response.status_code == 200, bad  # the form again, nothing saved
+        assert "is not a host name" in response.content.decode(), bad
+        assert not tenant.domains.exists()
+    host = f"{tenant.slug}.example.test"
+    response = change_form_post(client, tenant, "", **inline, **{"domains-0-domain": f"{host.upper()}.:8443"})
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert list(tenant.domains.values_list("domain", flat=True)) == [host]

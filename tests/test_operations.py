@@ -82,6 +82,30 @@ def test_create_tenant_refuses_a_bad_origin_and_creates_nothing(origin):
     assert not schema_exists("t_" + name.replace("-", "_"))
 
 
+@pytest.mark.parametrize("domain", ["x" * 300, "a b.test", "http://a.test/", "a.test:99999", "bücher.test"])
+def test_create_tenant_refuses_a_bad_domain_and_creates_nothing(domain):
+    """A domain no ``Host`` can match is refused in one line; one longer than the column was a traceback."""
+    name = slug()
+    with pytest.raises(CommandError, match="invalid --domain"):
+        call_command("create_tenant", name, domains=[domain], stdout=io.StringIO())
+    assert not Tenant.objects.filter(slug=name).exists()
+
+
+def test_create_tenant_stores_a_domain_as_hosts_are_matched():
+    name = slug()
+    call_command("create_tenant", name, domains=[f"{name}.Example.TEST.:8443"], stdout=io.StringIO())
+    tenant = Tenant.objects.get(slug=name)
+    assert list(tenant.domains.values_list("domain", flat=True)) == [f"{name}.example.test"]
+
+
+def test_create_api_key_refuses_a_name_too_long_without_a_traceback(make_tenant):
+    tenant, _ = make_tenant()
+    result = manage("create_api_key", tenant.slug, "--name", "x" * 201)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "at most 200" in result.stderr
+    assert not tenant.api_keys.filter(name="x" * 201).exists()
+
+
 def test_update_tenant_changes_only_what_is_given_and_nothing_on_error(make_tenant):
     tenant, _ = make_tenant(slug(), allowed_origins=["https://a.example.test"], name="Before")
     out = io.StringIO()
@@ -636,3 +660,19 @@ def test_listen_backlog_sets_the_accept_queue_of_the_listening_socket(start_serv
         ["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True, check=True
     ).stdout.split()
     assert shown[0] == "LISTEN" and shown[2] == "37", shown  # State Recv-Q Send-Q Local Peer
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--batch-size", "١٢"], "expected a positive integer"),  # int() takes Arabic-Indic digits
+        (["--batch-size", "0"], "expected a positive integer"),
+        (["--pushgateway", "not a url"], "could not push to --pushgateway"),
+        (["--pushgateway", "http://127.0.0.1:1"], "could not push to --pushgateway"),  # refused
+    ],
+)
+def test_purge_bad_options_end_in_one_line_without_a_traceback(make_tenant, args, says):
+    tenant, _ = make_tenant()
+    result = manage("purge_expired", "--schema", tenant.schema_name, *args)
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+    assert says in result.stderr.strip().splitlines()[-1]

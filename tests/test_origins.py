@@ -14,6 +14,9 @@ GOOD = [
     "https://xn--bcher-kva.example",
     "http://[::1]:8080",
     "https://a-b.c-d.example:8443",
+    "https://[::ffff:102:304]",
+    "https://10.0.0.1:8443",
+    "https://a.b1",
 ]
 
 BAD = [
@@ -40,6 +43,16 @@ BAD = [
     ("https://bad..example", "host name"),
     ("http://[zz::1]", "IPv6"),
     ("https://example.com:", "scheme://host"),
+    # forms a browser never sends, so the stored origin could never match (WHATWG URL host serializers)
+    ("https://[::1%eth0]", "zone id"),
+    ("https://[0:0::1]", "([::1])"),
+    ("https://[::ffff:1.2.3.4]", "([::ffff:102:304])"),
+    ("https://256.1.1.1", "dotted-decimal"),
+    ("https://0x7f.1", "dotted-decimal"),
+    ("https://010.0.0.1", "dotted-decimal"),
+    ("https://1", "dotted-decimal"),
+    ("https://a.0x", "dotted-decimal"),
+    ("https://" + ("a" * 63 + ".") * 4 + "b", "host name"),
 ]
 
 

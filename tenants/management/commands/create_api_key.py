@@ -20,6 +20,9 @@ class Command(BaseCommand):
         tenant = Tenant.objects.filter(slug=slug).first()
         if tenant is None:
             raise CommandError(f"no tenant {slug!r}")
+        longest = ApiKey._meta.get_field("name").max_length or 0
+        if len(name) > longest:
+            raise CommandError(f"--name has {len(name)} characters; at most {longest}")
         api_key, full = ApiKey.issue(tenant, name=name)
         self.stdout.write(f"created API key {api_key.public_id} for tenant {tenant.slug}; it is shown once:")
         self.stdout.write(full)

@@ -12,6 +12,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import transaction
 
+from service import hosts
 from tenants.management.options import add_tenant_options, apply_tenant_options, validate_tenant
 from tenants.models import Domain, Tenant, validate_slug
 
@@ -32,7 +33,7 @@ class Command(BaseCommand):
             raise CommandError(f"invalid slug {slug!r}: {' '.join(exc.messages)}") from None
         if Tenant.objects.filter(slug=slug).exists():
             raise CommandError(f"tenant {slug!r} already exists; nothing changed")
-        hosts = [host.lower() for host in domains]
+        hosts = [_domain(raw) for raw in domains]
         taken = list(Domain.objects.filter(domain__in=hosts).values_list("domain", flat=True))
         if taken:
             raise CommandError(f"domain already in use: {', '.join(taken)}; nothing changed")
@@ -44,3 +45,15 @@ class Command(BaseCommand):
             for index, host in enumerate(hosts):
                 Domain.objects.create(tenant=tenant, domain=host, is_primary=index == 0)
         self.stdout.write(f"created tenant {tenant.slug} (schema {tenant.schema_name})")
+
+
+def _domain(raw: str) -> str:
+    """A ``--domain`` as tenants are matched on it (``service.hosts.normalize``: lower case, no port, no
+    trailing dot), or a ``CommandError``: a value that no ``Host`` header can match is a mistake, and one
+    longer than the column ended in a database traceback."""
+    host = hosts.normalize(raw)
+    if not host:
+        raise CommandError(
+            f"invalid --domain {raw[:80]!r}: a host name such as acme.example.com; nothing changed"
+        )
+    return host

@@ -15,6 +15,7 @@ purged get ``beacon.reset`` (``expired``) on resume.
 
 from __future__ import annotations
 
+import http.client
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -26,6 +27,7 @@ from django.utils import timezone
 from django_tenants.utils import schema_context
 
 from service.notifications.publish import IDEMPOTENCY_WINDOW
+from tenants.management.options import positive_int
 from tenants.models import Tenant
 
 DEFAULT_BATCH = 5000
@@ -115,7 +117,10 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("-s", "--schema", dest="schema_name", help="only this tenant schema")
         parser.add_argument(
-            "--batch-size", type=int, default=DEFAULT_BATCH, help=f"rows per delete (default {DEFAULT_BATCH})"
+            "--batch-size",
+            type=positive_int,  # ASCII digits only, as every number Beacon reads (int() takes '١٢')
+            default=DEFAULT_BATCH,
+            help=f"rows per delete (default {DEFAULT_BATCH})",
         )
         parser.add_argument("--pushgateway", default="", metavar="URL", help="push beacon_purged_total there")
 
@@ -143,4 +148,14 @@ class Command(BaseCommand):
             f"total\t{totals.notifications} notifications\t{totals.idempotency_records} idempotency records"
         )
         if pushgateway:
-            push_totals(pushgateway, totals)
+            try:
+                push_totals(pushgateway, totals)
+            except (
+                OSError,
+                ValueError,
+                http.client.HTTPException,
+            ) as exc:  # bad URL, refused, timed out, HTTP error
+                # the rows are purged and reported above; only the push failed: say so in one line, non-zero
+                raise CommandError(
+                    f"purged, but could not push to --pushgateway {pushgateway!r}: {exc}"
+                ) from None
