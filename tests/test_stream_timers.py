@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any
+from unittest.mock import patch
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from service.streaming import endpoint
 from service.streaming.heartbeats import run_heartbeats
@@ -47,3 +50,26 @@ def test_a_blocked_write_times_out_and_a_passed_deadline_wakes_the_stream(settin
         ticker.cancel()
 
     asyncio.run(main())
+
+
+@given(st.lists(st.binary(min_size=1, max_size=3000), max_size=200), st.integers(1, 8), st.integers(1, 9000))
+def test_a_prelude_is_grouped_into_bounded_writes_in_order(
+    frames: list[bytes], most: int, most_bytes: int
+) -> None:
+    """``_grouped`` keeps every byte in order and each write within the live writes' bounds (a frame
+    larger than the byte bound goes alone); the common resume (retry, a few frames, unread) is one write."""
+    with (
+        patch.object(endpoint, "MAX_COALESCED", most),
+        patch.object(endpoint, "MAX_COALESCED_BYTES", most_bytes),
+    ):
+        writes = endpoint._grouped(frames)
+    assert b"".join(writes) == b"".join(frames)
+    assert len(writes) <= len(frames)
+    sizes = iter(frames)
+    for write in writes:
+        group: list[bytes] = []
+        while b"".join(group) != write:
+            group.append(next(sizes))
+        assert len(group) <= most
+        assert len(group) == 1 or len(write) <= most_bytes
+    assert len(endpoint._grouped([b"retry: 3000\n\n", b"id: 1\ndata: {}\n\n", b"event: u\n\n"])) == 1

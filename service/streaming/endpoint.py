@@ -239,8 +239,7 @@ async def _serve(
             },
         )
         sub.task = asyncio.current_task()
-        await _write(body_send, sse.retry(random.randint(1000, 5000)), sub)
-        for chunk in prelude:
+        for chunk in _grouped([sse.retry(random.randint(1000, 5000)), *prelude]):  # one write for most
             await _write(body_send, chunk, sub)
         # Live: a fan-out may now write this stream's frames itself while its task is parked (hub.py).
         sub.cycle = scope.get(CYCLE_KEY)
@@ -350,7 +349,7 @@ async def _prepare(
             return [sse.control("beacon.reset", reset), _unread(unread)]
         if window.frames:
             metrics.REPLAYED_EVENTS.labels(label).inc(len(window.frames))
-        return [*_coalesced([frame for _, frame in window.frames]), _unread(unread)]
+        return [*(frame for _, frame in window.frames), _unread(unread)]
     metrics.WINDOW_RESUMES.labels("database").inc()
     newest, oldest, unread, rows = await runtime.store.replay(
         schema, last_id, recipient, subscriber.topics, limit + 1
@@ -369,12 +368,25 @@ async def _prepare(
     sub.position = rows[-1].id if rows else last_id
     if rows:
         metrics.REPLAYED_EVENTS.labels(label).inc(len(rows))
-    return [*_coalesced([frame_for(row) for row in rows]), _unread(unread)]
+    return [*(frame_for(row) for row in rows), _unread(unread)]
 
 
-def _coalesced(frames: list[bytes]) -> list[bytes]:
-    """Frames joined into writes of at most ``MAX_COALESCED``."""
-    return [b"".join(frames[start : start + MAX_COALESCED]) for start in range(0, len(frames), MAX_COALESCED)]
+def _grouped(frames: list[bytes]) -> list[bytes]:
+    """Consecutive frames joined into writes of at most ``MAX_COALESCED`` frames and about
+    ``MAX_COALESCED_BYTES`` (the bounds of a live write; a larger frame goes alone). A resume's ``retry``,
+    replay and ``beacon.unread`` are usually one write: in a storm each write is a system call per stream."""
+    writes: list[bytes] = []
+    group: list[bytes] = []
+    size = 0
+    for frame in frames:
+        if group and (len(group) == MAX_COALESCED or size + len(frame) > MAX_COALESCED_BYTES):
+            writes.append(b"".join(group))
+            group, size = [], 0
+        group.append(frame)
+        size += len(frame)
+    if group:
+        writes.append(b"".join(group))
+    return writes
 
 
 def _unread(count: int) -> bytes:

@@ -145,6 +145,40 @@ def test_the_access_logger_redacts_its_arguments(restore_logging: Any) -> None:
     assert jwt not in buffer.getvalue()
 
 
+def test_every_part_of_a_json_line_is_redacted(restore_logging: Any) -> None:
+    """The filter cleans a record's message and arguments once; whatever else a line carries (extra fields,
+    a traceback, a message that is no string, context values) is redacted by the formatter."""
+    config = logging_config("INFO", "json")
+    buffer = _capture(config)
+    dictConfig(config)
+    key = "bk_abcdefghijkl_" + "s" * 43
+    jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl"
+    log = logging.getLogger("beacon.test")
+    rid = request_id_var.set(jwt)  # an incoming X-Request-ID is only checked for its characters
+    try:
+        log.info("plain %s", key)
+        log.info("extra", extra={"note": f"token={jwt}", "nested": {"auth": f"Bearer {key}"}})
+        log.info(ValueError(f"not a string: {key}"))
+        try:
+            raise RuntimeError(f"token={jwt}")
+        except RuntimeError:
+            log.exception("failed")
+        log.info("stack", stack_info=True, extra={"ignored": None})
+        logging.getLogger("uvicorn.access").info(
+            '%s - "%s %s HTTP/%s" %d', "127.0.0.1:1", "GET", f"/v1/inbox?access_token={jwt}", "1.1", 401
+        )
+    finally:
+        request_id_var.reset(rid)
+    text = buffer.getvalue()
+    entries = _json_lines(text)
+    assert len(entries) == 6
+    assert key not in text and jwt not in text and "s" * 43 not in text
+    assert {e["request_id"] for e in entries} == {"[Filtered]"}
+    assert entries[0]["message"] == "plain [Filtered]"
+    assert entries[1]["note"] == "token=[Filtered]" and entries[1]["nested"] == {"auth": "Bearer [Filtered]"}
+    assert entries[5]["path"] == "/v1/inbox?access_token=[Filtered]"
+
+
 def test_access_log_can_be_turned_off_and_text_format_keeps_context(restore_logging: Any) -> None:
     config = logging_config("INFO", "text", access_log=False)
     buffer = _capture(config)
