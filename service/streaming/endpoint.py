@@ -28,7 +28,7 @@ from service.notifications.auth import authenticate_token, bearer
 from service.notifications.tokens import Subscriber
 from service.numbers import ascii_int
 from service.observability import metrics
-from service.serving import CYCLE_KEY
+from service.serving import CYCLE_KEY, ON_DISCONNECT
 from service.streaming import delivery_metrics, sse
 from service.streaming.hub import Subscription, keys_for
 from service.streaming.runtime import Runtime, frame_for
@@ -228,7 +228,14 @@ async def _serve(
         return
     metrics.CONNECTIONS.labels(label).inc()
     metrics.CONNECTIONS_OPENED.labels(label).inc()
-    watcher = asyncio.ensure_future(_watch_disconnect(receive, sub))
+    cycle = scope.get(CYCLE_KEY)
+    watcher: asyncio.Future[None] | None = None
+    if cycle is not None:  # httptools: the protocol reports the disconnect (no task per stream for it)
+        setattr(cycle, ON_DISCONNECT, functools.partial(sub.close, "client"))
+        if cycle.disconnected:
+            sub.close("client")
+    else:  # h11: a task waits for ``http.disconnect``
+        watcher = asyncio.ensure_future(_watch_disconnect(receive, sub))
     try:
         await _send_checked(
             send,
@@ -242,7 +249,7 @@ async def _serve(
         for chunk in _grouped([sse.retry(random.randint(1000, 5000)), *prelude]):  # one write for most
             await _write(body_send, chunk, sub)
         # Live: a fan-out may now write this stream's frames itself while its task is parked (hub.py).
-        sub.cycle = scope.get(CYCLE_KEY)
+        sub.cycle = cycle
         await _live(body_send, sub, subscriber, label)
     except ClientGone:
         sub.close("client")
@@ -251,9 +258,12 @@ async def _serve(
         metrics.SLOW_CONSUMER_DISCONNECTS.inc()
     finally:
         sub.cycle = None
+        if cycle is not None:
+            setattr(cycle, ON_DISCONNECT, None)  # also breaks cycle -> hook -> sub -> cycle
         scope.pop(CYCLE_KEY, None)
         runtime.hub.remove(sub)
-        watcher.cancel()
+        if watcher is not None:
+            watcher.cancel()
         metrics.CONNECTIONS.labels(label).dec()
         metrics.CONNECTIONS_CLOSED.labels(sub.closed or "server").inc()
         if sub.closed not in {"client", "slow_consumer"}:
