@@ -146,6 +146,7 @@ async def stream(
                 raise problem
             if not raw:
                 raise unauthenticated("a subscriber token is required (Authorization, token query or cookie)")
+            mark = runtime.dispatcher.close_mark()  # before the tenant (and its secret) is looked up
             subscriber = await authenticate_token(raw, request.host)
             origin = request.headers.get("origin")
             if not cors.origin_allowed_for(subscriber.tenant, origin, request.origin, cookie=not explicit):
@@ -187,7 +188,7 @@ async def stream(
                 headers,
             )
             return
-        await _serve(scope, receive, send, body_send or send, runtime, headers, subscriber, last_id)
+        await _serve(scope, receive, send, body_send or send, runtime, headers, subscriber, last_id, mark)
     finally:
         runtime.open_streams -= 1
         if slot is not None and runtime.slots is not None:
@@ -203,6 +204,7 @@ async def _serve(
     cors_headers: list[tuple[bytes, bytes]],
     subscriber: Subscriber,
     last_id: int | None,
+    mark: int,
 ) -> None:
     tenant = subscriber.tenant
     label = metrics.tenant_label(tenant.slug)
@@ -217,6 +219,10 @@ async def _serve(
     try:
         await runtime.listener.ensure_newest(tenant.schema)  # before joining the hub: see listener.py
         runtime.hub.add(sub)  # subscribe first, then replay: nothing can fall between the two
+        if (reason := runtime.dispatcher.closed_since(tenant.schema, mark)) is not None:
+            # The tenant's streams were closed (secret rotated, tenant deactivated) after this token was
+            # checked and before the stream joined the hub: the close missed it. It ends like the others.
+            sub.close(reason)
         # The position is fixed before the 200 goes out: whatever is committed after the client sees the
         # headers has a larger id and is delivered live.
         prelude = await _prepare(runtime, sub, subscriber, last_id, label)
