@@ -85,7 +85,7 @@ class Dispatcher:
 
     def unread(self, schema: str, recipient: str, count: int) -> None:
         """Write or queue ``beacon.unread`` to every local stream of one recipient of one tenant."""
-        item = Item(None, sse.control("beacon.unread", {"unread": count}))
+        item = Item(None, sse.unread(count))
         now = time.monotonic()
         for sub in list(self.hub.matching((schema, RECIPIENT, recipient))):
             deliver(sub, item, now)

@@ -347,7 +347,7 @@ async def _prepare(
             _, unread = await runtime.unread_counts.read(schema, recipient)
         else:
             sub.position, _, unread = await runtime.store.opening(schema, recipient)
-        return [_unread(unread)]
+        return [sse.unread(unread)]
     window = runtime.listener.replay(schema, last_id, recipient, subscriber.topics, limit)
     if window is not None:
         metrics.WINDOW_RESUMES.labels("window").inc()
@@ -362,10 +362,10 @@ async def _prepare(
             metrics.RESETS.labels(reason).inc()
             sub.position = window.newest
             reset = {"reason": reason, "resume_from": str(window.newest)}
-            return [sse.control("beacon.reset", reset), _unread(unread)]
+            return [sse.control("beacon.reset", reset), sse.unread(unread)]
         if window.frames:
             metrics.REPLAYED_EVENTS.labels(label).inc(len(window.frames))
-        return [*(frame for _, frame in window.frames), _unread(unread)]
+        return [*(frame for _, frame in window.frames), sse.unread(unread)]
     metrics.WINDOW_RESUMES.labels("database").inc()
     newest, oldest, unread, rows = await runtime.store.replay(
         schema, last_id, recipient, subscriber.topics, limit + 1
@@ -380,11 +380,14 @@ async def _prepare(
     if reason is not None:
         metrics.RESETS.labels(reason).inc()
         sub.position = newest
-        return [sse.control("beacon.reset", {"reason": reason, "resume_from": str(newest)}), _unread(unread)]
+        return [
+            sse.control("beacon.reset", {"reason": reason, "resume_from": str(newest)}),
+            sse.unread(unread),
+        ]
     sub.position = rows[-1].id if rows else last_id
     if rows:
         metrics.REPLAYED_EVENTS.labels(label).inc(len(rows))
-    return [*(frame_for(row) for row in rows), _unread(unread)]
+    return [*(frame_for(row) for row in rows), sse.unread(unread)]
 
 
 def _grouped(frames: list[bytes]) -> list[bytes]:
@@ -403,10 +406,6 @@ def _grouped(frames: list[bytes]) -> list[bytes]:
     if group:
         writes.append(b"".join(group))
     return writes
-
-
-def _unread(count: int) -> bytes:
-    return sse.control("beacon.unread", {"unread": count})
 
 
 async def _live(send: Send, sub: Subscription, subscriber: Subscriber, label: str) -> None:
