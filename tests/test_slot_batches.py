@@ -7,12 +7,19 @@ slot comes back once the streams close. ``test_streaming.py`` covers the SIGKILL
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 from collections import Counter
+from collections.abc import Iterator
 
+import psycopg
+import pytest
 from django.db import connection
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from service import pgarray
 from tests.observability.helpers import scrape, total
 from tests.support import Api, unique, wait_until
 
@@ -66,3 +73,97 @@ def test_concurrent_connects_on_two_servers_never_exceed_the_limits(start_server
     statements = sum(total(s, "beacon_stream_batch_statements_total", kind="slots") for s in samples)
     operations = sum(total(s, "beacon_stream_batched_requests_total", kind="slots") for s in samples)
     assert operations == 50 + 25 and 0 < statements < operations
+
+
+# --- the decision itself, in the database, against a model of deciding one by one ----------------------------
+
+WORKER = "hypothesis-worker"
+DEAD = "hypothesis-dead-worker"
+TENANTS = (2_000_000_001, 2_000_000_002)  # no tenant has these ids: the slot tables have no foreign key
+
+
+@pytest.fixture(scope="module")
+def slot_db(django_db_setup: str) -> Iterator[psycopg.Connection]:
+    with psycopg.connect(os.environ["BEACON_TEST_DATABASE_URL"], autocommit=True) as conn:
+        conn.execute(  # this connection's backend stands for a live worker (beacon_live_workers)
+            "INSERT INTO beacon_stream_worker (id, listener_pid, listener_started) SELECT %s, pid, "
+            "backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()",
+            [WORKER],
+        )
+        conn.execute(
+            "INSERT INTO beacon_stream_worker (id, listener_pid, listener_started) VALUES (%s, 0, now())",
+            [DEAD],
+        )
+        yield conn
+        conn.execute("DELETE FROM beacon_stream_worker WHERE id = ANY(%s)", [[WORKER, DEAD]])
+        for table in ("beacon_slot_tenant", "beacon_slot_recipient"):
+            conn.execute(f"DELETE FROM {table} WHERE tenant_id = ANY(%s)", [list(TENANTS)])
+
+
+ACQUIRE = st.tuples(st.sampled_from(TENANTS), st.sampled_from(["a", "b", "c"]))
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    held=st.lists(st.tuples(ACQUIRE, st.booleans()), max_size=12),
+    batch=st.lists(ACQUIRE, min_size=1, max_size=14),
+    max_tenant=st.integers(0, 12),
+    max_recipient=st.integers(0, 6),
+)
+def test_a_batch_is_decided_as_one_by_one_would(slot_db, held, batch, max_tenant, max_recipient) -> None:
+    """Slots already held (some by a dead worker, which do not count), then a batch: the answers and the
+    counts left are those of deciding each acquisition in order, whether the batch fits (set-based path)
+    or not (the loop)."""
+    for table in ("beacon_slot_tenant", "beacon_slot_recipient"):
+        slot_db.execute(f"DELETE FROM {table} WHERE tenant_id = ANY(%s)", [list(TENANTS)])
+    for (tenant, recipient), live in held:
+        worker = WORKER if live else DEAD
+        slot_db.execute(
+            "INSERT INTO beacon_slot_tenant VALUES (%s, %s, 1) ON CONFLICT (tenant_id, worker) "
+            "DO UPDATE SET count = beacon_slot_tenant.count + 1",
+            [tenant, worker],
+        )
+        slot_db.execute(
+            "INSERT INTO beacon_slot_recipient VALUES (%s, %s, %s, 1) ON CONFLICT (tenant_id, recipient, worker) "
+            "DO UPDATE SET count = beacon_slot_recipient.count + 1",
+            [tenant, recipient, worker],
+        )
+    used_t = Counter(t for (t, _), live in held if live)
+    used_r = Counter(key for key, live in held if live)
+    expected = []
+    for tenant, recipient in batch:  # the model: one by one, in order
+        if used_t[tenant] >= max_tenant:
+            expected.append("tenant")
+        elif used_r[tenant, recipient] >= max_recipient:
+            expected.append("recipient")
+        else:
+            used_t[tenant] += 1
+            used_r[tenant, recipient] += 1
+            expected.append("ok")
+    (answers,) = slot_db.execute(
+        "SELECT beacon_slots(%s, '{}', '{}', %s::bigint[], %s::text[], %s::integer[], %s::integer[])",
+        [
+            WORKER,
+            pgarray.literal(t for t, _ in batch),
+            pgarray.literal(r for _, r in batch),
+            pgarray.literal([max_tenant] * len(batch)),
+            pgarray.literal([max_recipient] * len(batch)),
+        ],
+    ).fetchone()
+    assert answers == expected
+    counts = dict(
+        slot_db.execute(
+            "SELECT tenant_id, count FROM beacon_slot_tenant WHERE worker = %s AND tenant_id = ANY(%s)",
+            [WORKER, list(TENANTS)],
+        ).fetchall()
+    )
+    assert {t: n for t, n in counts.items() if n} == {t: n for t, n in used_t.items() if n}
+    recipients = {
+        (t, r): n
+        for t, r, n in slot_db.execute(
+            "SELECT tenant_id, recipient, count FROM beacon_slot_recipient WHERE worker = %s "
+            "AND tenant_id = ANY(%s)",
+            [WORKER, list(TENANTS)],
+        ).fetchall()
+    }
+    assert {k: n for k, n in recipients.items() if n} == {k: n for k, n in used_r.items() if n}
