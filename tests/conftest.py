@@ -175,6 +175,24 @@ def start_server(django_db_setup: str, tmp_path: Path) -> Iterator[Callable[...,
         srv.stop()
 
 
+@pytest.fixture(scope="module")
+def start_module_server(
+    django_db_setup: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[..., Server]]:
+    """``start_server`` for a module-scoped fixture: servers that several tests of one file share (each
+    gunicorn start costs seconds of CPU), stopped when the module is done."""
+    started: list[Server] = []
+
+    def start(workers: int = 2, **env: str) -> Server:
+        srv = Server(env={**TEST_SERVER_ENV, "DATABASE_URL": os.environ["BEACON_TEST_DATABASE_URL"], **env})
+        started.append(srv.start(tmp_path_factory.mktemp("module-server"), workers=workers))
+        return srv
+
+    yield start
+    for srv in started:
+        srv.stop()
+
+
 @pytest.fixture(scope="session")
 def acme(server: Server, tenant_pair: Any) -> Api:
     return Api(server.url, tenant_pair[0][1])
