@@ -87,6 +87,9 @@ async def _send_json_500(cycle: Any) -> None:
 
 
 CYCLE_KEY = "beacon.cycle"  # scope key of the httptools cycle serving a stream (``write_nowait``)
+#: Attribute of such a cycle: called once when its connection is lost (the stream closes without a task of
+#: its own waiting on ``receive`` for ``http.disconnect``).
+ON_DISCONNECT = "beacon_on_disconnect"
 
 
 def write_nowait(cycle: Any, body: bytes) -> bool:
@@ -420,6 +423,20 @@ if importlib.util.find_spec("httptools") is not None:
                 _answer_bytes(b"400 Bad Request", BAD_REQUEST, self.server_state.default_headers)
             )
             self.transport.close()
+
+        def on_body(self, body: bytes) -> None:
+            cycle = self.cycle
+            if cycle is not None and CYCLE_KEY in cycle.scope:
+                return  # a stream reads no body: discarded as it arrives, never buffered (nor reading paused)
+            super().on_body(body)
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            cycle = self.cycle
+            super().connection_lost(exc)
+            hook = getattr(cycle, ON_DISCONNECT, None)
+            if hook is not None:
+                setattr(cycle, ON_DISCONNECT, None)
+                hook()
 
         def _start_asgi_task(self, cycle: Any, app: Any) -> None:
             # Every cycle, pipelined ones included, starts here (uvicorn 0.30+).

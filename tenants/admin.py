@@ -6,11 +6,13 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.validators import MinValueValidator
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
 from service import hosts
+from service.numbers import ascii_int
 from tenants import keys, lifecycle
 from tenants.models import ApiKey, Domain, Tenant
 from tenants.origins import check_origins
@@ -44,6 +46,30 @@ class AllowedOriginsField(forms.Field):
         return check_origins(cleaned)  # duplicates dropped, order kept
 
 
+class AsciiIntegerField(forms.IntegerField):
+    """A whole number typed in ASCII digits (``service.numbers``), white space around it ignored: Django's
+    ``IntegerField`` also took ``١٢``, ``1_000`` and ``+5``, which the commands' options refuse."""
+
+    def to_python(self, value: Any) -> int | None:
+        if value in self.empty_values:
+            return None
+        number = ascii_int(str(value).strip())
+        if number is None:
+            raise forms.ValidationError(self.error_messages["invalid"], code="invalid")
+        return number
+
+
+#: The limits, positive as the commands' ``--max-connections`` and friends (0 would refuse every stream or
+#: publish: deactivate the tenant for that), and the retention settings (their own 60 s minimum).
+LIMIT_FIELDS = (
+    "max_connections",
+    "max_connections_per_recipient",
+    "publish_rate_per_second",
+    "max_payload_bytes",
+)
+NUMBER_FIELDS = (*LIMIT_FIELDS, "default_ttl_seconds", "max_retention_seconds")
+
+
 class TenantAdminForm(forms.ModelForm):
     allowed_origins = AllowedOriginsField(
         required=False,
@@ -55,6 +81,14 @@ class TenantAdminForm(forms.ModelForm):
     class Meta:
         model = Tenant
         fields = "__all__"
+        field_classes = {name: AsciiIntegerField for name in NUMBER_FIELDS}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for name in LIMIT_FIELDS:
+            field = self.fields[name]
+            field.validators.append(MinValueValidator(1))
+            field.widget.attrs["min"] = 1
 
 
 class DomainForm(forms.ModelForm):

@@ -135,13 +135,17 @@ class Server:
     def log_size(self) -> int:
         return self.log_path.stat().st_size if self.log_path is not None and self.log_path.exists() else 0
 
-    def errors_since(self, offset: int) -> list[str]:
-        """``server_errors`` among the log lines written after byte ``offset``."""
+    def log_text(self, offset: int = 0) -> str:
+        """What the server wrote to its log after byte ``offset`` (``log_size`` earlier)."""
         if self.log_path is None or not self.log_path.exists():
-            return []
+            return ""
         with self.log_path.open("rb") as log:
             log.seek(offset)
-            return server_errors(log.read().decode(errors="replace").splitlines())
+            return log.read().decode(errors="replace")
+
+    def errors_since(self, offset: int) -> list[str]:
+        """``server_errors`` among the log lines written after byte ``offset``."""
+        return server_errors(self.log_text(offset).splitlines())
 
     def _ready(self) -> bool:
         assert self.process is not None

@@ -83,3 +83,31 @@ def test_a_domain_no_host_can_match_is_refused_and_others_are_normalized(make_te
     response = change_form_post(client, tenant, "", **inline, **{"domains-0-domain": f"{host.upper()}.:8443"})
     assert response.status_code == 302, response.content.decode()[:2000]
     assert list(tenant.domains.values_list("domain", flat=True)) == [host]
+
+
+def test_number_fields_take_ascii_digits_and_limits_are_positive(make_tenant) -> None:
+    """As the commands' options: ``١٢``, ``1_000``, ``+5`` or a 0 limit are refused with the field named and
+    nothing saved; white space around a number is not a mistake."""
+    tenant, _ = make_tenant(allowed_origins=[])
+    client = staff_client()
+    before = Tenant.objects.get(pk=tenant.pk)
+    limits = (
+        "max_connections",
+        "max_connections_per_recipient",
+        "publish_rate_per_second",
+        "max_payload_bytes",
+    )
+    for field in (*limits, "default_ttl_seconds", "max_retention_seconds"):
+        for raw in ("١٢٠", "1_000", "+500", "²", "12.0", "0x10"):
+            response = change_form_post(client, tenant, "", **{field: raw})
+            assert response.status_code == 200, (field, raw)  # the form again, with the error
+            assert response.context["adminform"].form.errors.get(field), (field, raw)
+    for field in limits:
+        response = change_form_post(client, tenant, "", **{field: "0"})
+        assert response.status_code == 200 and response.context["adminform"].form.errors.get(field), field
+    after = Tenant.objects.get(pk=tenant.pk)
+    assert [getattr(after, f) for f in limits] == [getattr(before, f) for f in limits]
+    saved = change_form_post(client, tenant, "", max_connections=" 120 ", default_ttl_seconds="3600")
+    assert saved.status_code == 302, saved.content.decode()[:500]
+    after = Tenant.objects.get(pk=tenant.pk)
+    assert (after.max_connections, after.default_ttl_seconds) == (120, 3600)

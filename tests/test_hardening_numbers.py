@@ -155,7 +155,7 @@ def _live_and_replayed(url: str, api: Api) -> tuple[Any, Any]:
     replayed = read_stream(url, token, b'"created_at"', last_event_id=str(int(stored_id) - 1))
     events = []
     for stream in (got, replayed):
-        (event,) = [e for e in parse(stream).events if e.last_event_id == stored_id]
+        (event,) = [e for e in parse(stream).events if e.last_event_id == stored_id and e.type == "message"]
         events.append(_numbers_as_written(event.data))
     return events[0], events[1]
 

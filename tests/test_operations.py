@@ -7,13 +7,16 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
+import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
@@ -437,6 +440,56 @@ def test_rotation_close_is_announced_within_five_seconds(server, make_tenant):
         assert len(take(events, 1)) == 1
         lifecycle.rotate_signing_secret(Tenant.objects.get(pk=tenant.pk))
         assert ends_within(events, 5)
+
+
+def test_a_stream_checked_before_a_rotation_and_joining_after_it_ends_too(server, make_tenant):
+    """The race docs/tokens.md once listed as a known gap: a connect whose token was checked with the old
+    secret, held (here: its slot statement waits on the tenant's slot lock) while the rotation's close
+    announcement ends the tenant's streams, must not stay open under the old secret once it joins the hub."""
+    from tenants import lifecycle
+
+    tenant, key = make_tenant(slug())
+    token = Api(server.url, key).token(unique())
+    closes = server.log_size()
+    database = os.environ["BEACON_TEST_DATABASE_URL"]  # advisory locks are per database
+    with psycopg.connect(database) as holder:
+        holder.execute("SELECT pg_advisory_xact_lock(25196, %s)", [tenant.id])  # beacon_slots' tenant lock
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=15)
+        try:
+            sock.sendall(f"GET /v1/stream?token={token} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            with psycopg.connect(database, autocommit=True) as probe:
+                wait_until(  # the connect is past its token check, waiting for its slot
+                    lambda: (
+                        probe.execute(
+                            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+                            "AND classid = 25196 AND objid = %s AND database = "
+                            "(SELECT oid FROM pg_database WHERE datname = current_database())",
+                            [tenant.id],
+                        ).fetchone()[0]
+                        == 1
+                    ),
+                    timeout=10,
+                    message="the connect to wait for its slot",
+                )
+            lifecycle.rotate_signing_secret(Tenant.objects.get(pk=tenant.pk))
+            wait_until(  # both workers heard the rotation (neither had a stream of the tenant to close)
+                lambda: (
+                    server.log_text(closes).count(f"closed 0 streams of {tenant.schema_name}: secret_rotated")
+                    == 2
+                ),
+                timeout=10,
+                message="the rotation to reach both workers",
+            )
+            holder.commit()  # the slot is granted: the stream joins the hub now
+            answer, ended, deadline = b"", False, time.monotonic() + 10
+            while not ended and time.monotonic() < deadline:  # heartbeats keep an open stream talking
+                chunk = sock.recv(65536)
+                answer += chunk
+                ended = not chunk
+        finally:
+            sock.close()
+    assert ended, f"the stream is still open under the old secret: {answer[-200:]!r}"
+    assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"0\r\n\r\n"), answer[-200:]
 
 
 def test_deactivation_ends_streams_and_refuses_keys(server, make_tenant):

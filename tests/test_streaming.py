@@ -9,10 +9,12 @@ import time
 
 import httpx
 import jwt
+import pytest
 from django.db import connection
 from django_tenants.utils import schema_context
 
 from service.notifications.models import Notification
+from tests.observability.helpers import scrape, total
 from tests.support import Api, CheckedThread, sse_stream, take, unique, wait_until
 
 
@@ -393,6 +395,41 @@ def test_dropped_streams_release_every_resource(start_server, make_tenant):
             return cursor.fetchone()[0] == 0
 
     wait_until(no_slots, timeout=20, message="slots released")
+
+
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+def test_a_stream_requested_with_a_body_streams_and_ends_on_disconnect(server, acme: Api, framing: str):
+    """A body sent with ``GET /v1/stream`` is read and dropped (no stream task reads it: the protocol
+    discards it): the stream serves events while 4 MB arrive, and closing the socket ends the stream."""
+    user = unique()
+    token = acme.token(user)
+    size = 4 * 1024 * 1024
+    length = f"Content-Length: {size}" if framing == "content-length" else "Transfer-Encoding: chunked"
+    sock = socket.create_connection(("127.0.0.1", server.port))
+    sock.settimeout(10)
+    try:
+        sock.sendall(f"GET /v1/stream?token={token} HTTP/1.1\r\nHost: x\r\n{length}\r\n\r\n".encode())
+        head = b""
+        while b"beacon.unread" not in head:
+            head += sock.recv(65536)
+        assert head.startswith(b"HTTP/1.1 200")
+        piece = b"x" * 65536
+        for _ in range(size // len(piece)):  # the server keeps reading: a buffered body would stop it at 64 KB
+            sock.sendall(piece if framing == "content-length" else b"10000\r\n" + piece + b"\r\n")
+        nid = acme.publish_ok({"recipient": user, "data": "after the body"})[0]["id"]
+        got = b""
+        while f"id: {nid}".encode() not in got:
+            got += sock.recv(65536)
+        assert b"after the body" in got
+        before = _client_closes(server)
+    finally:
+        sock.close()
+    wait_until(lambda: _client_closes(server) > before, timeout=10, message="the dropped stream to end")
+
+
+def _client_closes(server) -> float:
+    """Streams ended by their client's disconnect, over all workers (``/readyz`` is one worker's)."""
+    return total(scrape(server.metrics_port), "beacon_connections_closed_total", reason="client")
 
 
 def test_slow_consumer_is_cut_off_and_others_are_not_slowed(start_server, make_tenant):

@@ -123,14 +123,26 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+_JSON = json.JSONDecoder(
+    object_pairs_hook=_unique_keys, parse_constant=_no_constant
+)  # json.loads made one per call
+
+
 def _json_object(segment: str) -> dict[str, Any]:
     """A header or claims segment: UTF-8 JSON text (no BOM, not UTF-16 or -32: RFC 7519 section 7.2 and
     RFC 8259 section 8.1; ``json.loads`` of bytes would take all three), one object, unique member names."""
-    text = _base64url(segment).decode("utf-8")  # a BOM survives as U+FEFF, which json.loads refuses
-    value = json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
+    text = _base64url(segment).decode("utf-8")  # a BOM survives as U+FEFF, which the decoder refuses
+    value = _JSON.decode(text)
     if not isinstance(value, dict):
         raise ValueError("not a JSON object")
     return value
+
+
+@functools.lru_cache(maxsize=64)
+def _header(segment: str) -> dict[str, Any]:
+    """A header segment, parsed once: every token one tenant's backend mints has the same header (the
+    parsed dict is only read). Refusals are not cached: they raise each time."""
+    return _json_object(segment)
 
 
 def decode(token: str) -> Decoded:
@@ -143,7 +155,7 @@ def decode(token: str) -> Decoded:
         raise invalid_token(problem)
     header_segment, payload_segment, signature_segment = token.split(".")
     try:
-        header = _json_object(header_segment)
+        header = _header(header_segment)
         claims = _json_object(payload_segment)
         signature = _base64url(signature_segment)
     except (ValueError, binascii.Error, RecursionError):  # bad base64, bad JSON, huge integers, not UTF-8

@@ -41,6 +41,11 @@ class Dispatcher:
     """Queues frames on the hub's streams; ``on_recipient_row(schema, recipient)`` hears of recipient rows."""
 
     def __init__(self, hub: Hub, on_recipient_row: Callable[[str, str], None]) -> None:
+        # Closes of tenants' streams (a close announcement, or the check after a broker outage), numbered on
+        # this worker, with each tenant's last: a stream that authenticated before a close but joins the hub
+        # after it would be missed by it (``close_mark``/``closed_since``).
+        self._close_seq = 0
+        self._last_close: dict[str, tuple[int, str]] = {}
         self.hub = hub
         self._on_recipient_row = on_recipient_row
 
@@ -95,6 +100,17 @@ class Dispatcher:
         from tenants.directory import forget_tenants
 
         forget_tenants()
+        self._close_seq += 1
+        self._last_close[schema] = (self._close_seq, reason)
         for sub in subs:
             sub.close(reason)
         log.info("closed %d streams of %s: %s", len(subs), schema, reason)
+
+    def close_mark(self) -> int:
+        """The number of the last close on this worker: read before a stream's token is checked."""
+        return self._close_seq
+
+    def closed_since(self, schema: str, mark: int) -> str | None:
+        """The reason ``schema``'s streams were last closed, when that was after ``close_mark`` gave ``mark``."""
+        seq, reason = self._last_close.get(schema, (0, ""))
+        return reason if seq > mark else None

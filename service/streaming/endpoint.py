@@ -28,7 +28,7 @@ from service.notifications.auth import authenticate_token, bearer
 from service.notifications.tokens import Subscriber
 from service.numbers import ascii_int
 from service.observability import metrics
-from service.serving import CYCLE_KEY
+from service.serving import CYCLE_KEY, ON_DISCONNECT
 from service.streaming import delivery_metrics, sse
 from service.streaming.hub import Subscription, keys_for
 from service.streaming.runtime import Runtime, frame_for
@@ -146,6 +146,7 @@ async def stream(
                 raise problem
             if not raw:
                 raise unauthenticated("a subscriber token is required (Authorization, token query or cookie)")
+            mark = runtime.dispatcher.close_mark()  # before the tenant (and its secret) is looked up
             subscriber = await authenticate_token(raw, request.host)
             origin = request.headers.get("origin")
             if not cors.origin_allowed_for(subscriber.tenant, origin, request.origin, cookie=not explicit):
@@ -187,7 +188,7 @@ async def stream(
                 headers,
             )
             return
-        await _serve(scope, receive, send, body_send or send, runtime, headers, subscriber, last_id)
+        await _serve(scope, receive, send, body_send or send, runtime, headers, subscriber, last_id, mark)
     finally:
         runtime.open_streams -= 1
         if slot is not None and runtime.slots is not None:
@@ -203,6 +204,7 @@ async def _serve(
     cors_headers: list[tuple[bytes, bytes]],
     subscriber: Subscriber,
     last_id: int | None,
+    mark: int,
 ) -> None:
     tenant = subscriber.tenant
     label = metrics.tenant_label(tenant.slug)
@@ -217,6 +219,10 @@ async def _serve(
     try:
         await runtime.listener.ensure_newest(tenant.schema)  # before joining the hub: see listener.py
         runtime.hub.add(sub)  # subscribe first, then replay: nothing can fall between the two
+        if (reason := runtime.dispatcher.closed_since(tenant.schema, mark)) is not None:
+            # The tenant's streams were closed (secret rotated, tenant deactivated) after this token was
+            # checked and before the stream joined the hub: the close missed it. It ends like the others.
+            sub.close(reason)
         # The position is fixed before the 200 goes out: whatever is committed after the client sees the
         # headers has a larger id and is delivered live.
         prelude = await _prepare(runtime, sub, subscriber, last_id, label)
@@ -228,7 +234,14 @@ async def _serve(
         return
     metrics.CONNECTIONS.labels(label).inc()
     metrics.CONNECTIONS_OPENED.labels(label).inc()
-    watcher = asyncio.ensure_future(_watch_disconnect(receive, sub))
+    cycle = scope.get(CYCLE_KEY)
+    watcher: asyncio.Future[None] | None = None
+    if cycle is not None:  # httptools: the protocol reports the disconnect (no task per stream for it)
+        setattr(cycle, ON_DISCONNECT, functools.partial(sub.close, "client"))
+        if cycle.disconnected:
+            sub.close("client")
+    else:  # h11: a task waits for ``http.disconnect``
+        watcher = asyncio.ensure_future(_watch_disconnect(receive, sub))
     try:
         await _send_checked(
             send,
@@ -242,7 +255,7 @@ async def _serve(
         for chunk in _grouped([sse.retry(random.randint(1000, 5000)), *prelude]):  # one write for most
             await _write(body_send, chunk, sub)
         # Live: a fan-out may now write this stream's frames itself while its task is parked (hub.py).
-        sub.cycle = scope.get(CYCLE_KEY)
+        sub.cycle = cycle
         await _live(body_send, sub, subscriber, label)
     except ClientGone:
         sub.close("client")
@@ -251,9 +264,12 @@ async def _serve(
         metrics.SLOW_CONSUMER_DISCONNECTS.inc()
     finally:
         sub.cycle = None
+        if cycle is not None:
+            setattr(cycle, ON_DISCONNECT, None)  # also breaks cycle -> hook -> sub -> cycle
         scope.pop(CYCLE_KEY, None)
         runtime.hub.remove(sub)
-        watcher.cancel()
+        if watcher is not None:
+            watcher.cancel()
         metrics.CONNECTIONS.labels(label).dec()
         metrics.CONNECTIONS_CLOSED.labels(sub.closed or "server").inc()
         if sub.closed not in {"client", "slow_consumer"}:

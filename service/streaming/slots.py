@@ -15,6 +15,7 @@ from typing import NamedTuple
 
 from psycopg_pool import AsyncConnectionPool
 
+from service import pgarray
 from service.observability import metrics
 from service.streaming.batching import Batcher
 
@@ -53,14 +54,14 @@ class Slots:
             cur = await conn.execute(
                 "SELECT beacon_slots(%s, %s::bigint[], %s::text[], %s::bigint[], %s::text[], %s::integer[], "
                 "%s::integer[])",
-                [
+                [  # as array literals: psycopg's list dumpers cost four times the rest (service/pgarray.py)
                     self._worker,
-                    [op.tenant_id for op in releases],
-                    [op.recipient for op in releases],
-                    [op.tenant_id for op in acquires],
-                    [op.recipient for op in acquires],
-                    [op.max_tenant for op in acquires],
-                    [op.max_recipient for op in acquires],
+                    pgarray.literal(op.tenant_id for op in releases),
+                    pgarray.literal(op.recipient for op in releases),
+                    pgarray.literal(op.tenant_id for op in acquires),
+                    pgarray.literal(op.recipient for op in acquires),
+                    pgarray.literal(op.max_tenant for op in acquires),
+                    pgarray.literal(op.max_recipient for op in acquires),
                 ],
             )
             row = await cur.fetchone()

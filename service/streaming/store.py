@@ -12,6 +12,7 @@ from typing import Any
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
+from service import pgarray
 from service.broker.base import Row
 from service.observability import metrics
 from service.timefmt import rfc3339
@@ -113,11 +114,11 @@ class Store:
     async def unread_counts(self, schema: str, recipients: Iterable[str]) -> dict[str, int]:
         wanted = list(recipients)
         query = sql.SQL(
-            "SELECT recipient, count(*) FROM {t} WHERE recipient = ANY(%s) AND read_at IS NULL "
+            "SELECT recipient, count(*) FROM {t} WHERE recipient = ANY(%s::text[]) AND read_at IS NULL "
             "AND expires_at > now() GROUP BY recipient"
         ).format(t=_table(schema))
         async with self._connection("unread") as conn:
-            cur = await conn.execute(query, [wanted])
+            cur = await conn.execute(query, [pgarray.literal(wanted)])
             found = {r: int(c) for r, c in await cur.fetchall()}
         return {r: found.get(r, 0) for r in wanted}
 
@@ -129,11 +130,11 @@ class Store:
         wanted = list(recipients)
         query = sql.SQL(
             "SELECT NULL::text, min(id) FROM {t} UNION ALL "
-            "SELECT recipient, count(*) FROM {t} WHERE recipient = ANY(%s) AND read_at IS NULL "
+            "SELECT recipient, count(*) FROM {t} WHERE recipient = ANY(%s::text[]) AND read_at IS NULL "
             "AND expires_at > now() GROUP BY recipient"
         ).format(t=_table(schema))
         async with self._connection("opening_batch") as conn:
-            cur = await conn.execute(query, [wanted])
+            cur = await conn.execute(query, [pgarray.literal(wanted)])
             result = await cur.fetchall()
         oldest = next((value for recipient, value in result if recipient is None), None)
         found = {r: int(c) for r, c in result if r is not None}
