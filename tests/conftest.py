@@ -7,6 +7,7 @@ unique recipient ids or its own tenant instead of a rolled-back transaction.
 from __future__ import annotations
 
 import os
+import ssl
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,6 +31,30 @@ TEST_SERVER_ENV = {
     "STREAM_SEND_TIMEOUT_SECONDS": "2",
     "DEMO": "1",
 }
+
+
+def _share_the_default_tls_context() -> None:
+    """Every ``httpx.Client`` (so every ``httpx.get``) builds a TLS context and loads the CA bundle into it:
+    about 30 ms of CPU, even for ``http://127.0.0.1``. Tests make thousands (``wait_until(lambda: httpx.get(
+    ...))`` polls every 20 ms: the test process took a whole core while a gunicorn it waited for booted on the
+    other). The default context (verify on, no client certificate) is built once and shared; a context is
+    safe to share, and anything else (``verify=False``, a context of its own) is built as before."""
+    from httpx._transports import default
+
+    build = default.create_ssl_context
+    shared: list[ssl.SSLContext] = []
+
+    def create_ssl_context(verify: Any = True, cert: Any = None, trust_env: bool = True) -> ssl.SSLContext:
+        if verify is not True or cert is not None or not trust_env:
+            return build(verify=verify, cert=cert, trust_env=trust_env)
+        if not shared:
+            shared.append(build(verify=verify, cert=cert, trust_env=trust_env))
+        return shared[0]
+
+    default.create_ssl_context = create_ssl_context  # type: ignore[assignment]
+
+
+_share_the_default_tls_context()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -168,6 +193,24 @@ def start_server(django_db_setup: str, tmp_path: Path) -> Iterator[Callable[...,
     def start(workers: int = 2, **env: str) -> Server:
         srv = Server(env={**TEST_SERVER_ENV, "DATABASE_URL": os.environ["BEACON_TEST_DATABASE_URL"], **env})
         started.append(srv.start(tmp_path, workers=workers))
+        return srv
+
+    yield start
+    for srv in started:
+        srv.stop()
+
+
+@pytest.fixture(scope="module")
+def start_module_server(
+    django_db_setup: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[..., Server]]:
+    """``start_server`` for a module-scoped fixture: servers that several tests of one file share (each
+    gunicorn start costs seconds of CPU), stopped when the module is done."""
+    started: list[Server] = []
+
+    def start(workers: int = 2, **env: str) -> Server:
+        srv = Server(env={**TEST_SERVER_ENV, "DATABASE_URL": os.environ["BEACON_TEST_DATABASE_URL"], **env})
+        started.append(srv.start(tmp_path_factory.mktemp("module-server"), workers=workers))
         return srv
 
     yield start

@@ -59,10 +59,19 @@ class Output:
     def wait_for(self, pattern: str, timeout: float, database: str | None = None) -> str:
         """The output once ``pattern`` appears in it; on timeout, fail with what a stall needs to be diagnosed
         (``diagnosis``)."""
+
+        def seen() -> bool:
+            if re.search(pattern, self.text):
+                return True
+            if self.process.poll() is not None:  # it exited without saying it: fail now, not at the timeout
+                self._thread.join(5)  # the rest of its output
+                if re.search(pattern, self.text):
+                    return True
+                raise AssertionError(f"the process exited ({self.process.returncode}) before {pattern!r}")
+            return False
+
         try:
-            wait_until(
-                lambda: re.search(pattern, self.text), timeout=timeout, message=f"{pattern!r} in output"
-            )
+            wait_until(seen, timeout=timeout, message=f"{pattern!r} in output")
         except AssertionError as error:
             raise AssertionError(f"{error}\n{self.diagnosis(database)}") from None
         return self.text

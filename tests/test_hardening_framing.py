@@ -22,7 +22,7 @@ import uvicorn
 
 from service import serving
 from service.serving import MAX_HEAD_BYTES, REQUEST_TIMEOUT, BeaconWorker, H11Protocol, HttpProtocol
-from tests.support import free_port, wait_until
+from tests.support import Server, free_port, wait_until
 
 GOOD = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
 
@@ -242,16 +242,22 @@ def test_an_absolute_form_target_replaces_the_host_header(server, acme, globex):
     assert status == 403 and b'"code": "tenant_mismatch"' in answer, answer  # chunked: Django's answer
 
 
+@pytest.fixture(scope="module")
+def head_timeout_server(start_module_server: Any) -> Server:
+    """One worker with a 1 s head timeout, shared by the head-timeout tests (each on its own connections)."""
+    return start_module_server(workers=1, HTTP_HEAD_TIMEOUT_SECONDS="1")
+
+
 @pytest.mark.parametrize(
     "partial",
     [b"", b"GET /healthz HTTP/1.1\r\n", b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: 1"],
     ids=["nothing", "request line only", "headers unfinished"],
 )
-def test_a_head_that_does_not_arrive_in_time_is_408_and_closed(start_server, partial: bytes):
+def test_a_head_that_does_not_arrive_in_time_is_408_and_closed(head_timeout_server: Server, partial: bytes):
     """Slowloris: a request whose line and headers are still incomplete ``HTTP_HEAD_TIMEOUT_SECONDS`` after
     the connection opened (or its first byte) is answered ``408 request_timeout`` and closed; a complete
     request on another connection is served meanwhile."""
-    srv = start_server(workers=1, HTTP_HEAD_TIMEOUT_SECONDS="1")
+    srv = head_timeout_server
     _assert_error(_exchange(srv.url, partial), 408, "request_timeout")
     status, _, _, _ = _exchange(
         srv.url, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
@@ -259,10 +265,10 @@ def test_a_head_that_does_not_arrive_in_time_is_408_and_closed(start_server, par
     assert status == 200
 
 
-def test_a_kept_alive_connection_gets_the_head_timeout_per_request(start_server):
+def test_a_kept_alive_connection_gets_the_head_timeout_per_request(head_timeout_server: Server):
     """The timer runs per request, while its head is incomplete: a second request's unfinished head on a
     kept-alive connection is cut too."""
-    srv = start_server(workers=1, HTTP_HEAD_TIMEOUT_SECONDS="1")
+    srv = head_timeout_server
     host, port = srv.url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=10) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")

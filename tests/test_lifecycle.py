@@ -50,9 +50,15 @@ def test_sigterm_drains_streams_and_clients_resume_without_loss(start_server, ma
         received += [e.id for e in take(events, 3)]
         assert pod_a.process is not None
         pod_a.process.send_signal(signal.SIGTERM)
-        # While draining: not ready, and new streams are refused with 503 draining.
-        ready = httpx.get(pod_a.url + "/readyz")
-        assert ready.status_code == 503 and ready.json()["checks"]["draining"] == "yes"
+
+        # While draining: not ready, and new streams are refused with 503 draining. (The signal reaches the
+        # worker through the master: a request sent at once can come first.)
+        def not_ready() -> httpx.Response | None:
+            answer = httpx.get(pod_a.url + "/readyz")
+            return answer if answer.status_code == 503 else None
+
+        ready = wait_until(not_ready, timeout=5, message="the worker to begin draining")
+        assert ready.json()["checks"]["draining"] == "yes"
         refused = httpx.get(
             pod_a.url + "/v1/stream", headers={"Authorization": f"Bearer {api.token(unique())}"}
         )

@@ -35,7 +35,14 @@ def static_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
+def production_server(start_module_server: Any, static_root: Path) -> Server:
+    """gunicorn with DEBUG=0 serving the collected static files, shared by this file's tests. One worker:
+    what is served does not depend on which worker answers."""
+    return start_module_server(workers=1, STATIC_ROOT=str(static_root), DEBUG="0")
+
+
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
@@ -63,8 +70,8 @@ def record_requests(page: Any, server: Server) -> list[str]:
     return seen
 
 
-def test_admin_is_styled_under_gunicorn_without_debug(start_server, static_root, browser, tmp_path):
-    server = start_server(STATIC_ROOT=str(static_root), DEBUG="0")
+def test_admin_is_styled_under_gunicorn_without_debug(production_server, browser, tmp_path):
+    server = production_server
     page = browser.new_page()
     seen = record_requests(page, server)
     response = page.goto(server.url + "/admin/login/")
@@ -86,8 +93,8 @@ def test_admin_is_styled_under_gunicorn_without_debug(start_server, static_root,
     assert "immutable" in css.headers["cache-control"]
 
 
-def test_api_docs_page_renders_with_nothing_leaving_the_machine(start_server, static_root, browser):
-    server = start_server(STATIC_ROOT=str(static_root), DEBUG="0")
+def test_api_docs_page_renders_with_nothing_leaving_the_machine(production_server, browser):
+    server = production_server
     page = browser.new_page()
     seen = record_requests(page, server)
     response = page.goto(server.url + "/v1/docs")

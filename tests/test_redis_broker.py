@@ -33,13 +33,14 @@ def _announce(url: str, name: str, tenant: Any, recipient: str, ids: list[int]) 
     )
 
 
-@pytest.fixture
-def redis_pods(start_server: Any) -> Any:
-    """Two servers ("pods", two workers each) sharing the test database and the machine's Redis."""
+@pytest.fixture(scope="module")
+def redis_pods(start_module_server: Any) -> Any:
+    """Two servers ("pods", two workers each) sharing the test database and the machine's Redis; the tests
+    of this file share them (each uses a tenant and recipients of its own)."""
     url = shared_redis_url()
     name = channel()
     env = {"BROKER_URL": url, "BROKER_CHANNEL": name, "BROKER_CHECK_SECONDS": "0.2"}
-    return url, name, start_server(**env), start_server(**env)
+    return url, name, start_module_server(**env), start_module_server(**env)
 
 
 def test_a_stream_on_one_pod_receives_what_is_published_on_the_other(redis_pods, make_tenant):
@@ -365,7 +366,8 @@ def test_a_password_in_broker_url_is_used(start_server, make_tenant, tmp_path, t
     """``redis://:pw@`` and ``rediss://:pw@`` (TLS, the server's certificate verified against its CA)."""
     own = PrivateRedis(tmp_path, password="s3cret-broker-pw", tls=tls).start()
     try:
-        pod = start_server(BROKER_URL=own.url, BROKER_CHANNEL=channel())
+        # One worker: the password is what this is about (each worker connects the same way).
+        pod = start_server(workers=1, BROKER_URL=own.url, BROKER_CHANNEL=channel())
         _tenant, key = make_tenant()
         api = Api(pod.url, key)
         user = unique()
