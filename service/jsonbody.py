@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -45,6 +46,22 @@ def _number(text: str) -> float | Decimal:
     return value
 
 
+def _integer(text: str) -> int | float:
+    """A JSON integer; ``inf`` (refused by ``storage_problem``) when no 64-bit float holds it.
+
+    ``json.loads`` keeps integers exact, so ``1`` followed by 400 zeros was stored and delivered while
+    ``1e400`` was refused: a browser's ``JSON.parse`` reads both as ``Infinity``. Past 4300 digits Python's
+    ``int()`` raised, which was ``400 invalid_json`` with Python's message; such a number is JSON.
+    """
+    digits = len(text) - (text[0] == "-")
+    if digits > _FLOAT_DIGITS:
+        return -math.inf if text[0] == "-" else math.inf
+    value = int(text)
+    return value if abs(value) <= _FLOAT_MAX else (-math.inf if value < 0 else math.inf)
+
+
+_FLOAT_MAX = int(sys.float_info.max)
+_FLOAT_DIGITS = len(str(_FLOAT_MAX))  # 309: a longer integer is beyond any 64-bit float
 _ZERO = Decimal("0.0")  # what numeric prints for -0.0 (and -0e5 ...): it has no negative zero
 
 
@@ -52,13 +69,14 @@ def parse(body: bytes) -> Any:
     """The value of ``body`` (UTF-8 JSON text); ``InvalidJson`` for anything else or nesting past MAX_DEPTH."""
     try:
         # Decoded here: json.loads would also take UTF-16 and UTF-32, which RFC 8259 section 8.1 excludes.
-        value = json.loads(body.decode("utf-8"), parse_constant=_no_constant, parse_float=_number)
+        value = json.loads(
+            body.decode("utf-8"), parse_constant=_no_constant, parse_float=_number, parse_int=_integer
+        )
     except InvalidJson:
         raise
     except RecursionError:
         raise InvalidJson(f"nested deeper than {MAX_DEPTH} levels") from None
     except (UnicodeDecodeError, json.JSONDecodeError, ValueError) as exc:
-        # ValueError: an integer of more than 4300 digits (Python's int limit) among others.
         raise InvalidJson(str(exc)) from None
     if depth(value) > MAX_DEPTH:
         raise InvalidJson(f"nested deeper than {MAX_DEPTH} levels")

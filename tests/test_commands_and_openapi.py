@@ -65,6 +65,18 @@ def test_operator_commands_round_trip(server):
     assert manage("revoke_api_key", "nosuchkey123").returncode != 0
 
 
+def test_create_tenant_takes_one_domain_named_twice():
+    """``--domain x --domain X.`` names one host: it was a second row for the unique index, an
+    IntegrityError traceback (``tests.support.server_errors`` counts it) instead of a tenant or a message."""
+    slug = f"dup-{uuid.uuid4().hex[:8]}"
+    host = f"{slug}.example.test"
+    created = manage(
+        "create_tenant", slug, "--domain", host, "--domain", host.upper() + ".", "--domain", host
+    )
+    assert created.returncode == 0 and "Traceback" not in created.stderr, created.stderr
+    assert list(Tenant.objects.get(slug=slug).domains.values_list("domain", flat=True)) == [host]
+
+
 def test_openapi_document_is_valid_openapi_3(server):
     response = httpx.get(server.url + "/v1/openapi.json")
     assert response.status_code == 200

@@ -175,7 +175,10 @@ def test_deep_nesting_is_invalid_json_at_any_depth():
 
 def test_numbers_beyond_a_double_are_422():
     assert _body_status(b'{"recipient":"u1","data":1e400}') == 422
-    assert _body_status(b'{"recipient":"u1","data":' + b"9" * 5000 + b"}") == 400  # past Python's int limit
+    # integers too: 309 digits and more are beyond a double (JSON.parse: Infinity), 5000 past Python's int limit
+    for digits in (b"9" * 309, b"-" + b"1" * 400, b"9" * 5000):
+        assert _body_status(b'{"recipient":"u1","data":' + digits + b"}") == 422
+    assert _body_status(b'{"recipient":"u1","data":' + b"9" * 308 + b"}") == 201
 
 
 @FAST

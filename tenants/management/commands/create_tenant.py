@@ -33,7 +33,8 @@ class Command(BaseCommand):
             raise CommandError(f"invalid slug {slug!r}: {' '.join(exc.messages)}") from None
         if Tenant.objects.filter(slug=slug).exists():
             raise CommandError(f"tenant {slug!r} already exists; nothing changed")
-        hosts = [_domain(raw) for raw in domains]
+        # one host named twice (`x`, `X.`) is one domain: a second row broke the unique index (a traceback)
+        hosts = list(dict.fromkeys(_domain(raw) for raw in domains))
         taken = list(Domain.objects.filter(domain__in=hosts).values_list("domain", flat=True))
         if taken:
             raise CommandError(f"domain already in use: {', '.join(taken)}; nothing changed")
