@@ -65,12 +65,28 @@ _FLOAT_DIGITS = len(str(_FLOAT_MAX))  # 309: a longer integer is beyond any 64-b
 _ZERO = Decimal("0.0")  # what numeric prints for -0.0 (and -0e5 ...): it has no negative zero
 
 
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object whose member names are unique (RFC 8259 section 4 says they SHOULD be; what a duplicate means
+    is up to each reader): ``{"recipient":"a","recipient":"b"}`` published to ``b``, the last one. A body is
+    refused instead, as a token's claims are (``service.notifications.tokens``)."""
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        seen: set[str] = set()
+        name = next(name for name, _ in pairs if name in seen or seen.add(name))  # type: ignore[func-returns-value]
+        raise InvalidJson(f"the member name {name[:40]!r} appears twice in one object")
+    return value
+
+
 def parse(body: bytes) -> Any:
     """The value of ``body`` (UTF-8 JSON text); ``InvalidJson`` for anything else or nesting past MAX_DEPTH."""
     try:
         # Decoded here: json.loads would also take UTF-16 and UTF-32, which RFC 8259 section 8.1 excludes.
         value = json.loads(
-            body.decode("utf-8"), parse_constant=_no_constant, parse_float=_number, parse_int=_integer
+            body.decode("utf-8"),
+            parse_constant=_no_constant,
+            parse_float=_number,
+            parse_int=_integer,
+            object_pairs_hook=_object,
         )
     except InvalidJson:
         raise

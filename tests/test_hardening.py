@@ -541,3 +541,31 @@ def test_a_tid_that_names_no_tenant_is_invalid_token_before_any_lookup(acme: Api
     ]:
         response = acme.client.request(method, path, headers={"Authorization": f"Bearer {token}"})
         error_of(response, 401, "invalid_token")
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/notifications", '{"recipient":"a","recipient":"b"}'),
+        ("/v1/notifications", '{"recipient":"a","data":{"k":1,"k":2}}'),
+        ("/v1/notifications", '{"recipient":"a","data":[{"x":{"y":1,"y":1}}]}'),
+        (
+            "/v1/notifications/batch",
+            '{"notifications":[{"recipient":"a"},{"recipient":"a","topic":"t","topic":"u"}]}',
+        ),
+        ("/v1/tokens", '{"recipient":"a","recipient":"b"}'),
+    ],
+)
+def test_a_member_name_twice_in_one_object_is_refused(acme: Api, path: str, body: str):
+    """Which of two values a reader takes is up to it (RFC 8259 section 4): the publish went to the last
+    recipient. Refused like a token's duplicate claims, on every route, at any depth; nothing stored."""
+    user = body.split('"recipient":"')[1].split('"')[0]
+    before = acme.client.get("/v1/notifications", params={"recipient": user}, headers=acme.headers()).json()
+    response = acme.client.post(
+        path, content=body, headers=acme.headers(**{"Content-Type": "application/json"})
+    )
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "invalid_json"
+    assert "appears twice" in response.json()["error"]["message"]
+    after = acme.client.get("/v1/notifications", params={"recipient": user}, headers=acme.headers()).json()
+    assert after == before
