@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from service.streaming import endpoint
 from service.streaming.heartbeats import run_heartbeats
-from service.streaming.hub import BEAT_SLICES, Hub, Subscription, keys_for
+from service.streaming.hub import Hub, Subscription, keys_for
 
 
 def _sub(hub: Hub) -> Subscription:
@@ -73,32 +73,3 @@ def test_a_prelude_is_grouped_into_bounded_writes_in_order(
         assert len(group) <= most
         assert len(group) == 1 or len(write) <= most_bytes
     assert len(endpoint._grouped([b"retry: 3000\n\n", b"id: 1\ndata: {}\n\n", b"event: u\n\n"])) == 1
-
-
-def test_pings_of_streams_that_came_due_together_are_spread_over_ticks() -> None:
-    """A thousand streams opened in the same instant come due for their ping together: each tick pings one
-    slice of them (``BEAT_SLICES``), not all in one loop iteration, and every one is pinged within a round."""
-
-    async def main() -> None:
-        hub = Hub()
-        subs = [_sub(hub) for _ in range(1000)]
-        for sub in subs:
-            sub.last_write -= 10  # all silent for longer than the interval
-        pinged_per_tick: list[int] = []
-        ticker = asyncio.create_task(run_heartbeats(hub, 0.4))  # a round per 100 ms, a tick per 10 ms
-
-        def pinged() -> int:
-            return sum(1 for sub in subs if sub.pop() is not None)
-
-        deadline = asyncio.get_running_loop().time() + 5
-        total = 0
-        while total < len(subs) and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0)  # one loop iteration: at most one tick ran
-            if count := pinged():
-                pinged_per_tick.append(count)
-                total += count
-        ticker.cancel()
-        assert total == len(subs)
-        assert max(pinged_per_tick) <= len(subs) // BEAT_SLICES + 1 <= len(subs) // 5, pinged_per_tick
-
-    asyncio.run(main())

@@ -40,7 +40,6 @@ class Subscription:
         "_items",
         "_limit",
         "_waiter",
-        "beat",
         "closed",
         "cycle",
         "deadline",
@@ -81,7 +80,6 @@ class Subscription:
         # and the tenant's metrics label: what a fan-out needs to write here without waking the task.
         self.cycle: Any = None
         self.label = ""
-        self.beat = 0  # which of the hub's heartbeat slices holds it (``Hub.beat``)
         self._items: deque[Item] = deque()
         self._limit = limit
         self._waiter: asyncio.Future[None] | None = None
@@ -143,31 +141,19 @@ class Subscription:
             self._waiter = None
 
 
-#: The heartbeat ticker visits one slice of the streams per tick, streams joining the slices in turn: the
-#: streams of a reconnect storm, connected within a second, came due for their ping in the same tick, and
-#: writing thousands of pings in one loop iteration stalled every other stream's events (every 15 s).
-BEAT_SLICES = 10
-
-
 class Hub:
     def __init__(self) -> None:
         self._by_key: dict[Key, set[Subscription]] = {}
         self._all: set[Subscription] = set()
         self._by_schema: dict[str, set[Subscription]] = {}
-        self._beats: list[set[Subscription]] = [set() for _ in range(BEAT_SLICES)]
-        self._next_beat = 0
 
     def add(self, sub: Subscription) -> None:
-        sub.beat = self._next_beat
-        self._next_beat = (self._next_beat + 1) % BEAT_SLICES
-        self._beats[sub.beat].add(sub)
         self._all.add(sub)
         self._by_schema.setdefault(sub.schema, set()).add(sub)
         for key in sub.keys:
             self._by_key.setdefault(key, set()).add(sub)
 
     def remove(self, sub: Subscription) -> None:
-        self._beats[sub.beat].discard(sub)
         self._all.discard(sub)
         tenant_subs = self._by_schema.get(sub.schema)
         if tenant_subs is not None:
@@ -189,11 +175,6 @@ class Hub:
 
     def __len__(self) -> int:
         return len(self._all)
-
-    def beat(self, index: int) -> Iterator[Subscription]:
-        """Slice ``index`` (of ``BEAT_SLICES``) of the open subscriptions, without copying (as
-        ``subscriptions``)."""
-        return iter(self._beats[index])
 
     def subscriptions(self) -> Iterator[Subscription]:
         """The open subscriptions, without copying: callers must not add or remove while iterating."""
