@@ -42,6 +42,10 @@ def launch_chromium(playwright: Any) -> Any:
     return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
 
 
+class PortTaken(Exception):
+    """Another process took the port ``free_port`` gave before gunicorn could bind it."""
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -106,6 +110,19 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self, tmp: Path, workers: int = 2) -> Server:
+        """Start gunicorn and wait until it is ready. ``free_port`` only found ports free a moment ago: when
+        another test's server took one meanwhile (gunicorn logs ``Connection in use`` and retries, while the
+        other server answers our readiness checks), start again on new ports."""
+        for _attempt in range(3):
+            try:
+                return self._start(tmp, workers)
+            except PortTaken:
+                self.stop(timeout=5)
+                Server.started.remove(self)
+                self.port, self.metrics_port = free_port(), free_port()
+        raise AssertionError(f"no free port for gunicorn after 3 attempts: {self.log_tail()}")
+
+    def _start(self, tmp: Path, workers: int) -> Server:
         multiproc = tmp / f"prom-{self.port}"
         multiproc.mkdir(parents=True, exist_ok=True)
         env = {
@@ -149,8 +166,13 @@ class Server:
 
     def _ready(self) -> bool:
         assert self.process is not None
+        log = self.log_text()
+        if "Connection in use" in log or "Address already in use" in log:
+            raise PortTaken(self.port)
         if self.process.poll() is not None:
             raise AssertionError(f"gunicorn exited: {self.log_tail()}")
+        if f"Listening at: {self.url} " not in log:
+            return False  # not bound yet: whatever answers on this port now is not this server
         try:
             # Both workers must be ready: ask a few times (each request may land on either worker).
             return all(httpx.get(self.url + "/readyz", timeout=2).status_code == 200 for _ in range(4))
