@@ -22,7 +22,8 @@ class InvalidJson(ValueError):
     """The body is not JSON we accept; ``str(exc)`` says why."""
 
 
-def _no_constant(name: str) -> Any:
+def no_constant(name: str) -> Any:
+    """``parse_constant`` for ``json``: ``NaN``, ``Infinity`` and ``-Infinity`` are not JSON (RFC 8259)."""
     raise InvalidJson(f"{name} is not JSON")
 
 
@@ -65,10 +66,10 @@ _FLOAT_DIGITS = len(str(_FLOAT_MAX))  # 309: a longer integer is beyond any 64-b
 _ZERO = Decimal("0.0")  # what numeric prints for -0.0 (and -0e5 ...): it has no negative zero
 
 
-def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """An object whose member names are unique (RFC 8259 section 4 says they SHOULD be; what a duplicate means
-    is up to each reader): ``{"recipient":"a","recipient":"b"}`` published to ``b``, the last one. A body is
-    refused instead, as a token's claims are (``service.notifications.tokens``)."""
+def unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook`` for ``json``: an object whose member names are unique. RFC 8259 section 4 says
+    they SHOULD be and leaves a duplicate's meaning to each reader: ``{"recipient":"a","recipient":"b"}``
+    published to ``b``, the last one. Request bodies and token claims (RFC 7519 section 4) refuse it."""
     value = dict(pairs)
     if len(value) != len(pairs):
         seen: set[str] = set()
@@ -83,10 +84,10 @@ def parse(body: bytes) -> Any:
         # Decoded here: json.loads would also take UTF-16 and UTF-32, which RFC 8259 section 8.1 excludes.
         value = json.loads(
             body.decode("utf-8"),
-            parse_constant=_no_constant,
+            parse_constant=no_constant,
             parse_float=_number,
             parse_int=_integer,
-            object_pairs_hook=_object,
+            object_pairs_hook=unique_members,
         )
     except InvalidJson:
         raise

@@ -20,6 +20,7 @@ from typing import Any
 import jwt
 from jwt.algorithms import HMACAlgorithm
 
+from service import jsonbody
 from service.errors import ApiError
 from service.notifications.validation import valid_target_id
 from tenants.directory import TenantInfo
@@ -112,20 +113,9 @@ def _base64url(segment: str) -> bytes:
     return value
 
 
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    found = dict(pairs)
-    if len(found) != len(pairs):  # RFC 7519 section 4: claim names are unique; refused, not the last one
-        raise ValueError("a member name appears twice")
-    return found
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-_JSON = json.JSONDecoder(
-    object_pairs_hook=_unique_keys, parse_constant=_no_constant
-)  # json.loads made one per call
+# Claims as request bodies are read (``service.jsonbody``): unique member names, no NaN; its errors are
+# ValueErrors, which ``decode`` answers with 401. One decoder for every call (json.loads made one per call).
+_JSON = json.JSONDecoder(object_pairs_hook=jsonbody.unique_members, parse_constant=jsonbody.no_constant)
 
 
 def _json_object(segment: str) -> dict[str, Any]:
