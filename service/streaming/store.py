@@ -30,6 +30,13 @@ def _bounds_query(schema: str) -> sql.Composed:
     return sql.SQL("SELECT max(id), min(id) FROM {}").format(_table(schema))
 
 
+#: Unread counts of the recipients in an array parameter (``pgarray.literal``), one row per recipient with any.
+_UNREAD_COUNTS = (
+    "SELECT recipient, count(*) FROM {t} WHERE recipient = ANY(%s::text[]) AND read_at IS NULL "
+    "AND expires_at > now() GROUP BY recipient"
+)
+
+
 def _opening_query(schema: str) -> sql.Composed:
     """Bounds plus one recipient's unread count, in one statement (one round trip when a stream opens)."""
     return sql.SQL(
@@ -113,10 +120,7 @@ class Store:
 
     async def unread_counts(self, schema: str, recipients: Iterable[str]) -> dict[str, int]:
         wanted = list(recipients)
-        query = sql.SQL(
-            "SELECT recipient, count(*) FROM {t} WHERE recipient = ANY(%s::text[]) AND read_at IS NULL "
-            "AND expires_at > now() GROUP BY recipient"
-        ).format(t=_table(schema))
+        query = sql.SQL(_UNREAD_COUNTS).format(t=_table(schema))
         async with self._connection("unread") as conn:
             cur = await conn.execute(query, [pgarray.literal(wanted)])
             found = {r: int(c) for r, c in await cur.fetchall()}
@@ -128,11 +132,9 @@ class Store:
         """The tenant's oldest retained id (``None`` when empty) and these recipients' unread counts: one
         statement for a batch of opening streams (``service/streaming/unread.UnreadCounts``)."""
         wanted = list(recipients)
-        query = sql.SQL(
-            "SELECT NULL::text, min(id) FROM {t} UNION ALL "
-            "SELECT recipient, count(*) FROM {t} WHERE recipient = ANY(%s::text[]) AND read_at IS NULL "
-            "AND expires_at > now() GROUP BY recipient"
-        ).format(t=_table(schema))
+        query = sql.SQL("SELECT NULL::text, min(id) FROM {t} UNION ALL " + _UNREAD_COUNTS).format(
+            t=_table(schema)
+        )
         async with self._connection("opening_batch") as conn:
             cur = await conn.execute(query, [pgarray.literal(wanted)])
             result = await cur.fetchall()
