@@ -128,8 +128,9 @@ class JsonFormatter(logging.Formatter):
             entry["exc_info"] = record.exc_text
         if record.stack_info:
             entry["stack_info"] = record.stack_info
+        clean = clean and "exc_info" not in entry and "stack_info" not in entry  # tracebacks: not cleaned
         text = json.dumps(entry, default=str, ensure_ascii=False)
-        return text if clean and "exc_info" not in entry and "stack_info" not in entry else redact(text)
+        return text if clean else redact(text)
 
 
 class TextFormatter(logging.Formatter):
