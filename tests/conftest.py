@@ -176,11 +176,29 @@ def tenant_pair(make_tenant: Callable[..., tuple[Any, str]]) -> tuple[tuple[Any,
     )
 
 
+def _test_server(**env: str) -> Server:
+    """A gunicorn of this checkout on the test database, with ``env`` over the tests' settings (not started)."""
+    return Server(env={**TEST_SERVER_ENV, "DATABASE_URL": os.environ["BEACON_TEST_DATABASE_URL"], **env})
+
+
+def _starter(workdir: Callable[[], Path]) -> Iterator[Callable[..., Server]]:
+    """``start(workers=2, **env)`` for ``start_server`` and ``start_module_server``; every server it started
+    is stopped when the generator ends."""
+    started: list[Server] = []
+
+    def start(workers: int = 2, **env: str) -> Server:
+        started.append(_test_server(**env).start(workdir(), workers=workers))
+        return started[-1]
+
+    yield start
+    for srv in started:
+        srv.stop()
+
+
 @pytest.fixture(scope="session")
 def server(django_db_setup: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One shared gunicorn (2 uvicorn workers) for the session, on the test database."""
-    srv = Server(env={**TEST_SERVER_ENV, "DATABASE_URL": os.environ["BEACON_TEST_DATABASE_URL"]})
-    srv.start(tmp_path_factory.mktemp("server"))
+    srv = _test_server().start(tmp_path_factory.mktemp("server"))
     yield srv
     srv.stop()
 
@@ -188,16 +206,7 @@ def server(django_db_setup: str, tmp_path_factory: pytest.TempPathFactory) -> It
 @pytest.fixture
 def start_server(django_db_setup: str, tmp_path: Path) -> Iterator[Callable[..., Server]]:
     """Start a dedicated server with extra settings (stopped after the test)."""
-    started: list[Server] = []
-
-    def start(workers: int = 2, **env: str) -> Server:
-        srv = Server(env={**TEST_SERVER_ENV, "DATABASE_URL": os.environ["BEACON_TEST_DATABASE_URL"], **env})
-        started.append(srv.start(tmp_path, workers=workers))
-        return srv
-
-    yield start
-    for srv in started:
-        srv.stop()
+    yield from _starter(lambda: tmp_path)
 
 
 @pytest.fixture(scope="module")
@@ -206,16 +215,7 @@ def start_module_server(
 ) -> Iterator[Callable[..., Server]]:
     """``start_server`` for a module-scoped fixture: servers that several tests of one file share (each
     gunicorn start costs seconds of CPU), stopped when the module is done."""
-    started: list[Server] = []
-
-    def start(workers: int = 2, **env: str) -> Server:
-        srv = Server(env={**TEST_SERVER_ENV, "DATABASE_URL": os.environ["BEACON_TEST_DATABASE_URL"], **env})
-        started.append(srv.start(tmp_path_factory.mktemp("module-server"), workers=workers))
-        return srv
-
-    yield start
-    for srv in started:
-        srv.stop()
+    yield from _starter(lambda: tmp_path_factory.mktemp("module-server"))
 
 
 @pytest.fixture(scope="session")
