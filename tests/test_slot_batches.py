@@ -96,8 +96,13 @@ def slot_db(django_db_setup: str) -> Iterator[psycopg.Connection]:
         )
         yield conn
         conn.execute("DELETE FROM beacon_stream_worker WHERE id = ANY(%s)", [[WORKER, DEAD]])
-        for table in ("beacon_slot_tenant", "beacon_slot_recipient"):
-            conn.execute(f"DELETE FROM {table} WHERE tenant_id = ANY(%s)", [list(TENANTS)])
+        _forget_slots(conn)
+
+
+def _forget_slots(conn: psycopg.Connection) -> None:
+    """Every slot of ``TENANTS``, whichever worker holds it."""
+    for table in ("beacon_slot_tenant", "beacon_slot_recipient"):
+        conn.execute(f"DELETE FROM {table} WHERE tenant_id = ANY(%s)", [list(TENANTS)])
 
 
 ACQUIRE = st.tuples(st.sampled_from(TENANTS), st.sampled_from(["a", "b", "c"]))
@@ -114,8 +119,7 @@ def test_a_batch_is_decided_as_one_by_one_would(slot_db, held, batch, max_tenant
     """Slots already held (some by a dead worker, which do not count), then a batch: the answers and the
     counts left are those of deciding each acquisition in order, whether the batch fits (set-based path)
     or not (the loop)."""
-    for table in ("beacon_slot_tenant", "beacon_slot_recipient"):
-        slot_db.execute(f"DELETE FROM {table} WHERE tenant_id = ANY(%s)", [list(TENANTS)])
+    _forget_slots(slot_db)
     for (tenant, recipient), live in held:
         worker = WORKER if live else DEAD
         slot_db.execute(
