@@ -414,9 +414,8 @@ def test_a_stream_requested_with_a_body_streams_and_ends_on_disconnect(server, a
             head += sock.recv(65536)
         assert head.startswith(b"HTTP/1.1 200")
         piece = b"x" * 65536
-        for _ in range(
-            size // len(piece)
-        ):  # the server keeps reading: a buffered body would stop it at 64 KB
+        # The server keeps reading: a buffered body would stop it at 64 KB.
+        for _ in range(size // len(piece)):
             sock.sendall(piece if framing == "content-length" else b"10000\r\n" + piece + b"\r\n")
         nid = acme.publish_ok({"recipient": user, "data": "after the body"})[0]["id"]
         got = b""
