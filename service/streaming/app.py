@@ -181,27 +181,31 @@ class BeaconApp:
 
     async def _ready(self, send: Send) -> None:
         runtime = await self._runtime()
-        checks: dict[str, object] = {
-            "database": "ok",
-            "listener": "ok" if runtime.listener_connected else "down",
-            "draining": "yes" if runtime.draining else "no",
-            # this worker's counts, for operators and for tests that check nothing leaks
-            "streams": runtime.open_streams,
-            "subscriptions": len(runtime.hub),
-            "hub_keys": runtime.hub.key_count(),
-        }
+        database = "ok"
         try:
             assert runtime.store is not None
             async with asyncio.timeout(2):
                 await runtime.store.ping()
         except Exception:
-            checks["database"] = "down"
+            database = "down"
+        # Read after the ping, once: a SIGTERM during the ping must not give "failing: draining" beside
+        # "draining": "no".
+        draining = runtime.draining
+        checks: dict[str, object] = {
+            "database": database,
+            "listener": "ok" if runtime.listener_connected else "down",
+            "draining": "yes" if draining else "no",
+            # this worker's counts, for operators and for tests that check nothing leaks
+            "streams": runtime.open_streams,
+            "subscriptions": len(runtime.hub),
+            "hub_keys": runtime.hub.key_count(),
+        }
         failing = [
             name
             for name, ok in (
-                ("database", checks["database"] == "ok"),
+                ("database", database == "ok"),
                 ("listener", checks["listener"] == "ok"),
-                ("draining", not runtime.draining),
+                ("draining", not draining),
             )
             if not ok
         ]

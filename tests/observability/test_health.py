@@ -87,3 +87,38 @@ def test_readyz_names_the_listener_while_it_is_down_and_recovers(
     body = wait_for(_in_a_row(readyz, lambda r: r.status_code == 200), message="readyz to answer 200 again")
     assert body["checks"]["listener"] == "ok"
     assert total(scrape(srv.metrics_port), "beacon_listener_reconnects_total") >= 2
+
+
+def test_readyz_reads_draining_once_so_a_sigterm_during_its_ping_gives_one_answer() -> None:
+    """A SIGTERM landing while ``/readyz`` pings the database: the answer is ready (the state before) or
+    draining in both places, never "failing: draining" beside ``"draining": "no"`` (in-process)."""
+    import asyncio
+    import json
+    from types import SimpleNamespace
+
+    from service.streaming.app import BeaconApp
+
+    class Hub:
+        def __len__(self) -> int:
+            return 0
+
+        def key_count(self) -> int:
+            return 0
+
+    async def ping() -> None:
+        runtime.draining = True  # the signal's callback ran while the ping was in flight
+
+    runtime = SimpleNamespace(
+        draining=False, listener_connected=True, open_streams=0, hub=Hub(), store=SimpleNamespace(ping=ping)
+    )
+    app = BeaconApp(None)
+    app.runtime = runtime  # type: ignore[assignment]
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    asyncio.run(app._ready(send))
+    body = json.loads(sent[1]["body"])
+    assert sent[0]["status"] == 503
+    assert body["checks"]["draining"] == "yes" and body["error"]["field"] == "draining", body
