@@ -442,10 +442,13 @@ def test_rotation_close_is_announced_within_five_seconds(server, make_tenant):
         assert ends_within(events, 5)
 
 
-def test_a_stream_checked_before_a_rotation_and_joining_after_it_ends_too(server, make_tenant):
+@pytest.mark.parametrize("held_in", ["slot", "first_lookup"])
+def test_a_stream_checked_before_a_rotation_and_joining_after_it_ends_too(server, make_tenant, held_in):
     """The race docs/tokens.md once listed as a known gap: a connect whose token was checked with the old
-    secret, held (here: its slot statement waits on the tenant's slot lock) while the rotation's close
-    announcement ends the tenant's streams, must not stay open under the old secret once it joins the hub."""
+    secret, held while the rotation's close announcement ends the tenant's streams, must not stay open under
+    the old secret. Held in its slot statement (the tenant's slot lock): it is in the hub, the close ends it.
+    Held in the tenant's first lookup on its worker (the table locked): it joins the hub after the close,
+    ``Dispatcher.closed_since`` ends it."""
     from tenants import lifecycle
 
     tenant, key = make_tenant(slug())
@@ -453,34 +456,39 @@ def test_a_stream_checked_before_a_rotation_and_joining_after_it_ends_too(server
     closes = server.log_size()
     database = os.environ["BEACON_TEST_DATABASE_URL"]  # advisory locks are per database
     with psycopg.connect(database) as holder:
-        holder.execute("SELECT pg_advisory_xact_lock(25196, %s)", [tenant.id])  # beacon_slots' tenant lock
+        if held_in == "slot":
+            holder.execute(
+                "SELECT pg_advisory_xact_lock(25196, %s)", [tenant.id]
+            )  # beacon_slots' tenant lock
+            waiting = (
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND classid = 25196 "
+                "AND objid = %s AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            )
+            waiting_args = [tenant.id]
+        else:  # Listener.ensure_newest reads the new tenant's bounds before the stream joins the hub
+            table = f'"{tenant.schema_name}".beacon_notification'
+            holder.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+            waiting = "SELECT count(*) FROM pg_locks WHERE locktype = 'relation' AND NOT granted AND relation = %s::regclass"
+            waiting_args = [table]
         sock = socket.create_connection(("127.0.0.1", server.port), timeout=15)
         try:
             sock.sendall(f"GET /v1/stream?token={token} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
             with psycopg.connect(database, autocommit=True) as probe:
-                wait_until(  # the connect is past its token check, waiting for its slot
-                    lambda: (
-                        probe.execute(
-                            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
-                            "AND classid = 25196 AND objid = %s AND database = "
-                            "(SELECT oid FROM pg_database WHERE datname = current_database())",
-                            [tenant.id],
-                        ).fetchone()[0]
-                        == 1
-                    ),
+                wait_until(  # the connect is past its token check, waiting on the lock
+                    lambda: probe.execute(waiting, waiting_args).fetchone()[0] == 1,
                     timeout=10,
-                    message="the connect to wait for its slot",
+                    message="the connect to wait on the lock",
                 )
             lifecycle.rotate_signing_secret(Tenant.objects.get(pk=tenant.pk))
-            wait_until(  # both workers heard the rotation (neither had a stream of the tenant to close)
-                lambda: (
-                    server.log_text(closes).count(f"closed 0 streams of {tenant.schema_name}: secret_rotated")
-                    == 2
-                ),
+            heard = rf"closed ([01]) streams of {tenant.schema_name}: secret_rotated"
+            wait_until(  # both workers heard the rotation
+                lambda: len(re.findall(heard, server.log_text(closes))) == 2,
                 timeout=10,
                 message="the rotation to reach both workers",
             )
-            holder.commit()  # the slot is granted: the stream joins the hub now
+            closed = sum(int(n) for n in re.findall(heard, server.log_text(closes)))
+            assert closed == (1 if held_in == "slot" else 0)
+            holder.commit()  # the lock is released: the connect goes on
             answer, ended, deadline = b"", False, time.monotonic() + 10
             while not ended and time.monotonic() < deadline:  # heartbeats keep an open stream talking
                 chunk = sock.recv(65536)

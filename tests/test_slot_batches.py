@@ -171,3 +171,72 @@ def test_a_batch_is_decided_as_one_by_one_would(slot_db, held, batch, max_tenant
         ).fetchall()
     }
     assert {k: n for k, n in recipients.items() if n} == {k: n for k, n in used_r.items() if n}
+
+
+# --- a connect's opening reads ride in its slot's statement --------------------------------------------------
+
+
+def test_opening_reads_in_the_slot_statement_are_each_tenants_own(make_tenant) -> None:
+    """One batch with two tenants' connects for the same recipient id (and a release, and a connect without
+    reads): each answer carries its own tenant's newest and oldest ids and unread count, as read directly;
+    an empty tenant gives ``(0, None, 0)``. One statement for the whole batch."""
+    import asyncio
+
+    from psycopg_pool import AsyncConnectionPool
+
+    from service.streaming.slots import Opening, Slots
+
+    (acme, _), (globex, _), (empty, _) = make_tenant(), make_tenant(), make_tenant()
+    url = os.environ["BEACON_TEST_DATABASE_URL"]
+    with psycopg.connect(url, autocommit=True) as conn:
+        for schema, rows in ((acme.schema_name, 3), (globex.schema_name, 5)):
+            for i in range(rows):  # per tenant: "u" has rows - 2 unread (one read, one expired), "v" one
+                conn.execute(
+                    f'INSERT INTO "{schema}".beacon_notification (recipient, broadcast, data, created_at, '
+                    "expires_at, read_at) VALUES (%s, false, '{}', now(), now() + %s::interval, %s)",
+                    ["u", "-1 day" if i == 0 else "1 day", "now()" if i == 1 else None],
+                )
+            conn.execute(
+                f'INSERT INTO "{schema}".beacon_notification (recipient, broadcast, data, created_at, '
+                "expires_at) VALUES ('v', false, '{}', now(), now() + '1 day')"
+            )
+
+        def direct(schema: str, recipient: str) -> tuple[int, int | None, int]:
+            newest, oldest = conn.execute(
+                f'SELECT max(id), min(id) FROM "{schema}".beacon_notification'
+            ).fetchone()
+            (unread,) = conn.execute(
+                f'SELECT count(*) FROM "{schema}".beacon_notification WHERE recipient = %s '
+                "AND read_at IS NULL AND expires_at > now()",
+                [recipient],
+            ).fetchone()
+            return int(newest or 0), oldest, unread
+
+        async def batch() -> tuple[list[Opening], int]:
+            async with AsyncConnectionPool(url, min_size=1, max_size=1, kwargs={"autocommit": True}) as pool:
+                slots = Slots(pool, f"test-{unique()}", interval=0.05)
+                await slots.acquire(acme.id, "u", 100, 100)  # one in flight: the next ones share a batch
+                slots.release(acme.id, "u")
+                answers = await asyncio.gather(
+                    *(
+                        slots.acquire(tenant.id, recipient, 100, 100, tenant.schema_name)
+                        for tenant in (acme, globex, empty)
+                        for recipient in ("u", "v", "w")
+                    ),
+                    slots.acquire(globex.id, "u", 100, 100),
+                )
+                await slots.close()
+                return answers, slots.batcher.statements
+
+        answers, statements = asyncio.run(batch())
+        expected = [
+            Opening("ok", *direct(tenant.schema_name, recipient))
+            for tenant in (acme, globex, empty)
+            for recipient in ("u", "v", "w")
+        ]
+        assert answers[:-1] == expected
+        assert answers[-1] == Opening("ok")
+        assert expected[0][3] == 1 and expected[3][3] == 3 and expected[6] == Opening("ok", 0, None, 0)
+        assert statements == 2  # the first acquire, then the release with the ten connects
+        for table in ("beacon_slot_tenant", "beacon_slot_recipient"):
+            conn.execute(f"DELETE FROM {table} WHERE tenant_id = ANY(%s)", [[acme.id, globex.id, empty.id]])

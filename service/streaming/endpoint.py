@@ -1,8 +1,8 @@
 """``GET /v1/stream``: a lean ASGI handler (no Django request machinery on the stream path).
 
-Order of a stream's life: refuse early (drain, capacity, token, origin, last id, slots) before any byte;
-register in the hub; fix the starting position (and read the replay and the unread count) from the
-database; flush headers, ``retry``, the replay and ``beacon.unread``; then live events from the queue,
+Order of a stream's life: refuse early (drain, capacity, token, origin, last id) before any byte; register
+in the hub; take the slot (or leave the hub and refuse: still before any byte) and, in the same batched
+statement, read the starting position and the unread count (or replay from the database); flush headers, ``retry``, the replay and ``beacon.unread``; then live events from the queue,
 skipping ids already sent. Cleanup (hub, slot, gauges, tasks) always runs.
 """
 
@@ -32,6 +32,7 @@ from service.serving import CYCLE_KEY, ON_DISCONNECT
 from service.streaming import delivery_metrics, sse
 from service.streaming.hub import Subscription, keys_for
 from service.streaming.runtime import Runtime, frame_for
+from service.streaming.slots import Opening
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -136,7 +137,6 @@ async def stream(
         )
         return
     runtime.open_streams += 1  # reserve capacity before the first await
-    slot: tuple[int, str] | None = None
     try:
         subscriber: Subscriber | None = None
         try:
@@ -162,20 +162,6 @@ async def stream(
                 )
                 await send({"type": "http.response.body", "body": b""})
                 return
-            tenant = subscriber.tenant
-            assert runtime.slots is not None
-            outcome = await runtime.slots.acquire(  # batched with other connects' (service/streaming/slots)
-                tenant.id, subscriber.recipient, tenant.max_connections, tenant.max_connections_per_recipient
-            )
-            if outcome != "ok":
-                scope_name = "tenant" if outcome == "tenant" else "recipient"
-                raise ApiError(
-                    429,
-                    "too_many_connections",
-                    f"too many open streams for this {scope_name}",
-                    headers={"Retry-After": "5"},
-                )
-            slot = (tenant.id, subscriber.recipient)
         except ApiError as error:
             await refuse(send, error, error.code, headers)
             return
@@ -191,8 +177,6 @@ async def stream(
         await _serve(scope, receive, send, body_send or send, runtime, headers, subscriber, last_id, mark)
     finally:
         runtime.open_streams -= 1
-        if slot is not None and runtime.slots is not None:
-            runtime.slots.release(*slot)  # rides on the next slot statement; never delays the close
 
 
 async def _serve(
@@ -225,7 +209,11 @@ async def _serve(
             sub.close(reason)
         # The position is fixed before the 200 goes out: whatever is committed after the client sees the
         # headers has a larger id and is delivered live.
-        prelude = await _prepare(runtime, sub, subscriber, last_id, label)
+        prelude = await _prepare(runtime, sub, subscriber, last_id, label)  # takes the slot, or raises
+    except ApiError as refusal:
+        runtime.hub.remove(sub)
+        await refuse(send, refusal, refusal.code, cors_headers)
+        return
     except Exception:
         runtime.hub.remove(sub)
         log.exception("stream replay failed")
@@ -263,6 +251,7 @@ async def _serve(
         sub.close("slow_consumer")
         metrics.SLOW_CONSUMER_DISCONNECTS.inc()
     finally:
+        _release_slot(runtime, subscriber)
         sub.cycle = None
         if cycle is not None:
             setattr(cycle, ON_DISCONNECT, None)  # also breaks cycle -> hook -> sub -> cycle
@@ -327,13 +316,15 @@ async def _write(send: Send, body: bytes, sub: Subscription) -> None:
 async def _prepare(
     runtime: Runtime, sub: Subscription, subscriber: Subscriber, last_id: int | None, label: str
 ) -> list[bytes]:
-    """Set the stream's starting position and return the frames to send before live events: the replay
-    (or a reset), then ``beacon.unread`` with the recipient's current count, so a badge is right at once.
+    """Take the stream's slot, set its starting position and return the frames to send before live events:
+    the replay (or a reset), then ``beacon.unread`` with the recipient's current count, so a badge is right at
+    once. Raises ``429 too_many_connections`` when a limit refuses the slot (nothing is then held).
 
     A first connect starts at the newest id: the one this worker's listener last dispatched for the tenant
-    when it knows it (then the count, batched with other connects'), else the table's newest (read with the
-    count in one statement). A resume within the replay window is answered from memory (plus the batched
-    count); any other resume replays from the database, or resets, the count coming in the same statement.
+    when it knows it, else the table's newest. A resume within the replay window is answered from memory. In
+    both, the ids and the count are read in the slot's statement, batched with other connects'
+    (``service/streaming/slots.py``): one statement per batch. Any other resume replays from the database
+    (or resets), the count coming in the replay's statement, beside the slot's.
     Called right after ``hub.add(sub)``: nothing before the window lookup may ``await``.
     """
     assert runtime.store is not None
@@ -342,34 +333,42 @@ async def _prepare(
     limit = settings.REPLAY_LIMIT
     if last_id is None:
         known = runtime.newest_dispatched(schema)
-        if known is not None:
-            sub.position = known
-            _, unread = await runtime.unread_counts.read(schema, recipient)
-        else:
-            sub.position, _, unread = await runtime.store.opening(schema, recipient)
-        return [sse.unread(unread)]
+        opening = await _take_slot(runtime, subscriber)
+        sub.position = opening.newest if known is None else known
+        return [sse.unread(opening.unread)]
     window = runtime.listener.replay(schema, last_id, recipient, subscriber.topics, limit)
     if window is not None:
         metrics.WINDOW_RESUMES.labels("window").inc()
         # Fix the position now (live items above the window's newest are queued from here on), then read the
         # oldest stored id with the unread count (batched): rows purged past the client reset as below.
         sub.position = window.frames[-1][0] if window.frames else last_id
-        oldest, unread = await runtime.unread_counts.read(schema, recipient)
+        opening = await _take_slot(runtime, subscriber)
         reason = window.reset
-        if last_id > 0 and oldest is not None and last_id + 1 < oldest:
+        if last_id > 0 and opening.oldest is not None and last_id + 1 < opening.oldest:
             reason = "expired"
         if reason is not None:
             metrics.RESETS.labels(reason).inc()
             sub.position = window.newest
             reset = {"reason": reason, "resume_from": str(window.newest)}
-            return [sse.control("beacon.reset", reset), sse.unread(unread)]
+            return [sse.control("beacon.reset", reset), sse.unread(opening.unread)]
         if window.frames:
             metrics.REPLAYED_EVENTS.labels(label).inc(len(window.frames))
-        return [*(frame for _, frame in window.frames), sse.unread(unread)]
+        return [*(frame for _, frame in window.frames), sse.unread(opening.unread)]
     metrics.WINDOW_RESUMES.labels("database").inc()
-    newest, oldest, unread, rows = await runtime.store.replay(
-        schema, last_id, recipient, subscriber.topics, limit + 1
+    replay = asyncio.ensure_future(
+        runtime.store.replay(schema, last_id, recipient, subscriber.topics, limit + 1)
     )
+    try:
+        await _take_slot(runtime, subscriber, reads=False)  # beside the replay: one round trip, not two
+    except BaseException:
+        with contextlib.suppress(Exception):  # its connection goes back to the pool in a clean state
+            await replay
+        raise
+    try:
+        newest, oldest, unread, rows = await replay
+    except BaseException:
+        _release_slot(runtime, subscriber)
+        raise
     reason = None
     if last_id > newest:
         reason = "unknown_id"
@@ -388,6 +387,34 @@ async def _prepare(
     if rows:
         metrics.REPLAYED_EVENTS.labels(label).inc(len(rows))
     return [*(frame_for(row) for row in rows), sse.unread(unread)]
+
+
+async def _take_slot(runtime: Runtime, subscriber: Subscriber, reads: bool = True) -> Opening:
+    """The subscriber's slot (with ``reads``, also its tenant's ids and its unread count: ``Opening``);
+    ``429 too_many_connections`` with ``Retry-After`` when the tenant's or the recipient's limit refuses it."""
+    assert runtime.slots is not None
+    tenant = subscriber.tenant
+    opening = await runtime.slots.acquire(
+        tenant.id,
+        subscriber.recipient,
+        tenant.max_connections,
+        tenant.max_connections_per_recipient,
+        tenant.schema if reads else None,
+    )
+    if opening.outcome != "ok":
+        scope_name = "tenant" if opening.outcome == "tenant" else "recipient"
+        raise ApiError(
+            429,
+            "too_many_connections",
+            f"too many open streams for this {scope_name}",
+            headers={"Retry-After": "5"},
+        )
+    return opening
+
+
+def _release_slot(runtime: Runtime, subscriber: Subscriber) -> None:
+    assert runtime.slots is not None
+    runtime.slots.release(subscriber.tenant.id, subscriber.recipient)  # rides on the next slot statement
 
 
 def _grouped(frames: list[bytes]) -> list[bytes]:

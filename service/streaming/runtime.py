@@ -30,7 +30,7 @@ from service.streaming.listener import Listener
 from service.streaming.presence import WorkerPresence, register_worker
 from service.streaming.slots import Slots
 from service.streaming.store import Store
-from service.streaming.unread import UnreadCoalescer, UnreadCounts
+from service.streaming.unread import UnreadCoalescer
 from service.streaming.window import ReplayWindow
 
 __all__ = ["Runtime", "frame_for"]
@@ -46,7 +46,6 @@ class Runtime:
         self.slots: Slots | None = None
         self.open_streams = 0
         self.window = ReplayWindow(settings.REPLAY_WINDOW_EVENTS, settings.REPLAY_WINDOW_BYTES)
-        self.unread_counts = UnreadCounts(lambda: self.store, settings.STREAM_BATCH_SECONDS)
         self.broker = default_broker()
         self.drainer = Drainer(self.hub, lambda: self.open_streams, settings.DRAIN_SECONDS)
         self.unread = UnreadCoalescer(self.hub, lambda: self.store, self._send_unread)

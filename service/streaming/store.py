@@ -30,11 +30,9 @@ def _bounds_query(schema: str) -> sql.Composed:
     return sql.SQL("SELECT max(id), min(id) FROM {}").format(_table(schema))
 
 
-#: Unread counts of the recipients in an array parameter (``pgarray.literal``), one row per recipient with any.
-_UNREAD_COUNTS = (
-    "SELECT recipient, count(*) FROM {t} WHERE recipient = ANY(%s::text[]) AND read_at IS NULL "
-    "AND expires_at > now() GROUP BY recipient"
-)
+#: The unread rows of the recipients in an array parameter (``pgarray.literal``), grouped by recipient: what
+#: follows ``SELECT recipient, count(*)`` (plus any constant columns) in an unread-count query.
+_UNREAD_BY_RECIPIENT = " FROM {t} WHERE recipient = ANY(%s::text[]) AND read_at IS NULL AND expires_at > now() GROUP BY recipient"
 
 
 def _opening_query(schema: str) -> sql.Composed:
@@ -43,6 +41,17 @@ def _opening_query(schema: str) -> sql.Composed:
         "SELECT max(id), min(id), (SELECT count(*) FROM {t} WHERE recipient = %s AND read_at IS NULL "
         "AND expires_at > now()) FROM {t}"
     ).format(t=_table(schema))
+
+
+def opening_reads(schema: str) -> sql.Composed:
+    """What opening streams need of one tenant, as a ``UNION ALL`` part of the batched slot statement
+    (``service/streaming/slots.py``): a row ``(schema, NULL, newest id, oldest id)`` (``NULL`` ids when the
+    table is empty), then ``(schema, recipient, unread count, NULL)`` for each recipient of the array parameter
+    that has any. Index-only lookups plus one index range per recipient."""
+    return sql.SQL(
+        "SELECT {name}, NULL, max(id), min(id), NULL FROM {t} UNION ALL "
+        "(SELECT {name}, recipient, count(*), NULL, NULL" + _UNREAD_BY_RECIPIENT + ")"
+    ).format(name=sql.Literal(schema), t=_table(schema))
 
 
 def _row(values: Sequence[Any]) -> Row:
@@ -65,13 +74,6 @@ class Store:
             cur = await conn.execute(_bounds_query(schema))
             newest, oldest = await cur.fetchone() or (None, None)
         return int(newest or 0), oldest
-
-    async def opening(self, schema: str, recipient: str) -> tuple[int, int | None, int]:
-        """``(newest id or 0, oldest retained id or None, recipient's unread count)`` in one statement."""
-        async with self._connection("opening") as conn:
-            cur = await conn.execute(_opening_query(schema), [recipient])
-            newest, oldest, unread = await cur.fetchone() or (None, None, 0)
-        return int(newest or 0), oldest, int(unread or 0)
 
     async def unread_count(self, schema: str, recipient: str) -> int:
         return (await self.unread_counts(schema, [recipient]))[recipient]
@@ -120,27 +122,11 @@ class Store:
 
     async def unread_counts(self, schema: str, recipients: Iterable[str]) -> dict[str, int]:
         wanted = list(recipients)
-        query = sql.SQL(_UNREAD_COUNTS).format(t=_table(schema))
+        query = sql.SQL("SELECT recipient, count(*)" + _UNREAD_BY_RECIPIENT).format(t=_table(schema))
         async with self._connection("unread") as conn:
             cur = await conn.execute(query, [pgarray.literal(wanted)])
             found = {r: int(c) for r, c in await cur.fetchall()}
         return {r: found.get(r, 0) for r in wanted}
-
-    async def oldest_and_unread(
-        self, schema: str, recipients: Iterable[str]
-    ) -> tuple[int | None, dict[str, int]]:
-        """The tenant's oldest retained id (``None`` when empty) and these recipients' unread counts: one
-        statement for a batch of opening streams (``service/streaming/unread.UnreadCounts``)."""
-        wanted = list(recipients)
-        query = sql.SQL("SELECT NULL::text, min(id) FROM {t} UNION ALL " + _UNREAD_COUNTS).format(
-            t=_table(schema)
-        )
-        async with self._connection("opening_batch") as conn:
-            cur = await conn.execute(query, [pgarray.literal(wanted)])
-            result = await cur.fetchall()
-        oldest = next((value for recipient, value in result if recipient is None), None)
-        found = {r: int(c) for r, c in result if r is not None}
-        return (int(oldest) if oldest is not None else None), {r: found.get(r, 0) for r in wanted}
 
     async def acquire_slot(
         self, tenant_id: int, recipient: str, worker: str, max_tenant: int, max_recipient: int

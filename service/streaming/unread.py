@@ -1,14 +1,13 @@
-"""Unread counts: after new recipient rows, coalesced into one count query per tenant per burst; and when
-streams open, batched (``UnreadCounts``) so a storm of connects costs one query per tenant per batch."""
+"""Unread counts after new recipient rows, coalesced into one count query per tenant per burst. (An opening
+stream's count is read in its slot's batched statement: ``service/streaming/slots.py``.)"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
-from service.streaming.batching import Batcher
 from service.streaming.hub import RECIPIENT, Hub
 from service.streaming.store import Store
 
@@ -51,30 +50,3 @@ class UnreadCoalescer:
                     continue
                 for recipient, count in counts.items():
                     self._send(schema, recipient, count)
-
-
-class UnreadCounts:
-    """``await read(schema, recipient)`` → ``(tenant's oldest retained id or None, recipient's unread count)``,
-    read with the other opening streams' in one statement per tenant per batch."""
-
-    def __init__(self, store: Callable[[], Store | None], interval: float) -> None:
-        self._store = store
-        self.batcher: Batcher[tuple[str, str], tuple[int | None, int]] = Batcher(
-            "unread-counts", self._send, interval
-        )
-
-    async def read(self, schema: str, recipient: str) -> tuple[int | None, int]:
-        return await self.batcher.submit((schema, recipient))
-
-    async def _send(self, wanted: list[tuple[str, str]]) -> Sequence[tuple[int | None, int]]:
-        store = self._store()
-        assert store is not None
-        by_schema: dict[str, set[str]] = defaultdict(set)
-        for schema, recipient in wanted:
-            by_schema[schema].add(recipient)
-        answers: dict[tuple[str, str], tuple[int | None, int]] = {}
-        for schema, recipients in by_schema.items():
-            oldest, counts = await store.oldest_and_unread(schema, recipients)
-            for recipient, count in counts.items():
-                answers[schema, recipient] = (oldest, count)
-        return [answers[pair] for pair in wanted]
