@@ -1,6 +1,6 @@
 """Running Django ORM work from async code without trusting the thread's tenant.
 
-Each call runs in the loop's thread pool (not the single thread-sensitive thread, so a slow query or an
+Each call runs on the worker's ``DB_THREADS`` threads (not the single thread-sensitive thread, so a slow query or an
 idempotency wait never blocks other requests), starts from the ``public`` schema, and switches schema only
 inside an explicit ``schema_context`` in the called function.
 """
@@ -8,12 +8,15 @@ inside an explicit ``schema_context`` in the called function.
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
 import psycopg
 import psycopg_pool
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.db import InterfaceError, OperationalError, close_old_connections, connection
 
 OUTAGES = (
@@ -26,6 +29,17 @@ OUTAGES = (
 )
 P = ParamSpec("P")
 R = TypeVar("R")
+_executor: ThreadPoolExecutor | None = None
+_executor_lock = threading.Lock()
+
+
+def _threads() -> ThreadPoolExecutor:
+    """The process's ``DB_THREADS`` threads for ORM work, made on first use (after gunicorn's fork)."""
+    global _executor
+    with _executor_lock:
+        if _executor is None:
+            _executor = ThreadPoolExecutor(settings.DB_THREADS, thread_name_prefix="beacon-db")
+        return _executor
 
 
 def _isolated(fn: Callable[P, R]) -> Callable[P, R]:
@@ -42,8 +56,9 @@ def _isolated(fn: Callable[P, R]) -> Callable[P, R]:
 
 
 async def run_db(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
-    """Run ``fn`` (blocking ORM code) in a pool thread with a clean, public-schema connection."""
-    return await sync_to_async(_isolated(fn), thread_sensitive=False)(*args, **kwargs)
+    """Run ``fn`` (blocking ORM code) on one of the worker's ``DB_THREADS`` threads (each with its own
+    connection: they bound a worker's ORM connections) with a clean, public-schema connection."""
+    return await sync_to_async(_isolated(fn), thread_sensitive=False, executor=_threads())(*args, **kwargs)
 
 
 def is_outage(exc: BaseException) -> bool:

@@ -135,6 +135,9 @@ STREAM_BATCH_SECONDS = env_float("STREAM_BATCH_SECONDS", 0.02, minimum=0.0)
 # Publishes without Idempotency-Key run on the worker's event loop on a pool of their own (no thread hop).
 PUBLISH_DB_POOL_SIZE = env_int("PUBLISH_DB_POOL_SIZE", 4, minimum=1, maximum=100)
 STREAM_DB_POOL_SIZE = env_int("STREAM_DB_POOL_SIZE", 4, minimum=1, maximum=100)
+# Threads per worker that run blocking ORM work (service/db.py); each keeps one connection. Bounded here, not
+# by Python's default executor (cpu_count + 4, the host's CPUs in a container: up to 32 connections a worker).
+DB_THREADS = env_int("DB_THREADS", 4, minimum=1, maximum=64)
 # Seconds a request waits for a connection of either pool before it is 503 unavailable (load shedding, and a
 # quick answer while PostgreSQL is down: a pool that lost its connections only reconnects with backoff).
 DB_POOL_WAIT_SECONDS = env_float("DB_POOL_WAIT_SECONDS", 5.0, minimum=0.1)

@@ -30,6 +30,11 @@ TEST_SERVER_ENV = {
     "TENANT_CACHE_SECONDS": "0.5",
     "STREAM_SEND_TIMEOUT_SECONDS": "2",
     "DEMO": "1",
+    # A few servers run at once in each test process, and PostgreSQL's 100 connections are shared by all of
+    # them: each worker holds at most 1 + 2 + 2 + 2 (docs/deploy.md, Sizing).
+    "DB_THREADS": "2",
+    "STREAM_DB_POOL_SIZE": "2",
+    "PUBLISH_DB_POOL_SIZE": "2",
 }
 
 

@@ -308,6 +308,7 @@ def test_configmap_holds_every_setting(chart: Any) -> None:
         "STREAM_BATCH_SECONDS": "0.02",
         "STREAM_DB_POOL_SIZE": "4",
         "PUBLISH_DB_POOL_SIZE": "4",
+        "DB_THREADS": "4",
         "DB_POOL_WAIT_SECONDS": "5",
         "LISTEN_BACKLOG": "16384",
         "LOG_LEVEL": "INFO",

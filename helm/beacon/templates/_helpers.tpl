@@ -99,6 +99,7 @@ REPLAY_WINDOW_BYTES: {{ .Values.config.replayWindowBytes | int64 | quote }}
 STREAM_BATCH_SECONDS: {{ .Values.config.streamBatchSeconds | toString | quote }}
 STREAM_DB_POOL_SIZE: {{ .Values.config.streamDbPoolSize | int | quote }}
 PUBLISH_DB_POOL_SIZE: {{ .Values.config.publishDbPoolSize | int | quote }}
+DB_THREADS: {{ .Values.config.dbThreads | int | quote }}
 DB_POOL_WAIT_SECONDS: {{ .Values.config.dbPoolWaitSeconds | toString | quote }}
 LISTEN_BACKLOG: {{ .Values.config.listenBacklog | int | quote }}
 LOG_LEVEL: {{ .Values.config.logLevel | quote }}
