@@ -1,8 +1,8 @@
 """Running Django ORM work from async code without trusting the thread's tenant.
 
-Each call runs on the worker's ``DB_THREADS`` threads (not the single thread-sensitive thread, so a slow query or an
-idempotency wait never blocks other requests), starts from the ``public`` schema, and switches schema only
-inside an explicit ``schema_context`` in the called function.
+Each call runs on the worker's ``DB_THREADS`` threads (not the single thread-sensitive thread, so a slow
+query or an idempotency wait never blocks other requests), starts from the ``public`` schema, and switches
+schema only inside an explicit ``schema_context`` in the called function.
 """
 
 from __future__ import annotations

@@ -468,7 +468,10 @@ def test_a_stream_checked_before_a_rotation_and_joining_after_it_ends_too(server
         else:  # Listener.ensure_newest reads the new tenant's bounds before the stream joins the hub
             table = f'"{tenant.schema_name}".beacon_notification'
             holder.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
-            waiting = "SELECT count(*) FROM pg_locks WHERE locktype = 'relation' AND NOT granted AND relation = %s::regclass"
+            waiting = (
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'relation' AND NOT granted "
+                "AND relation = %s::regclass"
+            )
             waiting_args = [table]
         sock = socket.create_connection(("127.0.0.1", server.port), timeout=15)
         try:

@@ -2,8 +2,9 @@
 
 Order of a stream's life: refuse early (drain, capacity, token, origin, last id) before any byte; register
 in the hub; take the slot (or leave the hub and refuse: still before any byte) and, in the same batched
-statement, read the starting position and the unread count (or replay from the database); flush headers, ``retry``, the replay and ``beacon.unread``; then live events from the queue,
-skipping ids already sent. Cleanup (hub, slot, gauges, tasks) always runs.
+statement, read the starting position and the unread count (or replay from the database); flush headers,
+``retry``, the replay and ``beacon.unread``; then live events from the queue, skipping ids already sent.
+Cleanup (hub, slot, gauges, tasks) always runs.
 """
 
 from __future__ import annotations

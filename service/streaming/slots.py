@@ -1,13 +1,14 @@
 """Stream slots (tenant and recipient limits, all pods) taken and given back in batches (``beacon_slots``),
-with what an opening stream reads of its tenant (newest and oldest ids, its unread count) in the same statement.
+with what an opening stream reads of its tenant (newest and oldest ids, its unread count) in the same
+statement.
 
 Each connect asks for its slot through a :class:`~service.streaming.batching.Batcher`: the connects of one
 worker that arrive while a statement is in flight share the next statement, and releases ride along with it
 (or go on their own within ``interval``). A storm of connects thus costs one statement per batch, not one
-for the slots and another for the counts (issue 13: a few hundred statements for 10,000 resumes). The limits stay exact across workers and pods (migration
-``streaming/0002``); a worker killed with SIGKILL stops counting when its liveness backend goes
-(``service/streaming/presence.py``). A release not yet sent only makes the count too high for at most one
-batch interval: never a stream over a limit.
+for the slots and another for the counts (issue 13: a few hundred statements for 10,000 resumes). The
+limits stay exact across workers and pods (migration ``streaming/0002``); a worker killed with SIGKILL stops
+counting when its liveness backend goes (``service/streaming/presence.py``). A release not yet sent only makes
+the count too high for at most one batch interval: never a stream over a limit.
 """
 
 from __future__ import annotations

@@ -32,7 +32,10 @@ def _bounds_query(schema: str) -> sql.Composed:
 
 #: The unread rows of the recipients in an array parameter (``pgarray.literal``), grouped by recipient: what
 #: follows ``SELECT recipient, count(*)`` (plus any constant columns) in an unread-count query.
-_UNREAD_BY_RECIPIENT = " FROM {t} WHERE recipient = ANY(%s::text[]) AND read_at IS NULL AND expires_at > now() GROUP BY recipient"
+_UNREAD_BY_RECIPIENT = (
+    " FROM {t} WHERE recipient = ANY(%s::text[]) AND read_at IS NULL AND expires_at > now()"
+    " GROUP BY recipient"
+)
 
 
 def _opening_query(schema: str) -> sql.Composed:
