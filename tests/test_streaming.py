@@ -308,6 +308,35 @@ def test_per_recipient_and_per_tenant_limits_hold_across_two_pods(start_server, 
     )
 
 
+@pytest.mark.parametrize("window", ["20000", "0"])
+def test_a_refused_slot_on_every_opening_path_holds_nothing(start_server, make_tenant, window):
+    """The slot is taken after the stream joined the hub, on each path a stream opens by: a first connect,
+    a resume from the replay window (``REPLAY_WINDOW_EVENTS`` on) and a resume from the database (off). A
+    refusal is ``429`` in the error shape with ``Retry-After`` and no stream bytes, and it leaves nothing held:
+    the worker's hub is as before, and once the open stream closes its recipient connects again."""
+    _tenant, key = make_tenant(max_connections_per_recipient=1)
+    srv = start_server(workers=1, REPLAY_WINDOW_EVENTS=window)
+    api = Api(srv.url, key)
+    user = unique()
+    token = api.token(user)
+    first = api.publish_ok({"recipient": user})[0]["id"]
+    with sse_stream(srv.url, token, last_event_id="0") as events:
+        assert take(events, 1)[0].id == first
+        before = httpx.get(srv.url + "/readyz").json()["checks"]
+        for extra in ({}, {"Last-Event-ID": first}, {"Last-Event-ID": "0"}):
+            status, info = _status(srv.url + "/v1/stream", Authorization=f"Bearer {token}", **extra)
+            assert status == 429 and info["body"]["error"]["code"] == "too_many_connections", extra
+            assert int(info["headers"]["retry-after"]) > 0
+        after = httpx.get(srv.url + "/readyz").json()["checks"]
+        assert (after["subscriptions"], after["hub_keys"], after["streams"]) == (
+            before["subscriptions"],
+            before["hub_keys"],
+            before["streams"],
+        )
+    with sse_stream(srv.url, token, last_event_id="0") as events:  # the slot came back
+        assert take(events, 1)[0].id == first
+
+
 def test_worker_capacity_is_503_over_capacity(start_server, acme: Api):
     srv = start_server(workers=1, WORKER_MAX_CONNECTIONS="1")
     with sse_stream(srv.url, acme.token(unique())):
