@@ -240,3 +240,47 @@ def test_opening_reads_in_the_slot_statement_are_each_tenants_own(make_tenant) -
         assert statements == 2  # the first acquire, then the release with the ten connects
         for table in ("beacon_slot_tenant", "beacon_slot_recipient"):
             conn.execute(f"DELETE FROM {table} WHERE tenant_id = ANY(%s)", [[acme.id, globex.id, empty.id]])
+
+
+def test_a_tenant_whose_schema_is_gone_does_not_fail_the_others_in_its_batch(make_tenant) -> None:
+    """A connect of a tenant just deleted (its schema dropped, the tenant still cached by the worker for a
+    moment) shares a statement with another tenant's connect and a release: the statement does not fail, the
+    other tenant gets its reads, the gone one reads nothing (``streaming/0004``), the release is applied."""
+    import asyncio
+
+    from psycopg_pool import AsyncConnectionPool
+
+    from service.streaming.slots import Opening, Slots
+
+    (kept, _), (gone, _) = make_tenant(), make_tenant()
+    url = os.environ["BEACON_TEST_DATABASE_URL"]
+    worker = f"test-{unique()}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            f'INSERT INTO "{kept.schema_name}".beacon_notification (recipient, broadcast, data, created_at, '
+            "expires_at) VALUES ('u', false, '{}', now(), now() + '1 day')"
+        )
+        (newest,) = conn.execute(f'SELECT max(id) FROM "{kept.schema_name}".beacon_notification').fetchone()
+        conn.execute(f'DROP SCHEMA "{gone.schema_name}" CASCADE')
+
+        async def batch() -> tuple[list[Opening], int]:
+            async with AsyncConnectionPool(url, min_size=1, max_size=1, kwargs={"autocommit": True}) as pool:
+                slots = Slots(pool, worker, interval=0.05)
+                await slots.acquire(kept.id, "u", 100, 100)
+                slots.release(kept.id, "u")
+                answers = await asyncio.gather(
+                    slots.acquire(kept.id, "u", 100, 100, kept.schema_name),
+                    slots.acquire(gone.id, "u", 100, 100, gone.schema_name),
+                )
+                await slots.close()
+                return answers, slots.batcher.statements
+
+        answers, statements = asyncio.run(batch())
+        assert answers == [Opening("ok", newest, newest, 1), Opening("ok", 0, None, 0)]
+        assert statements == 2
+        held = conn.execute(
+            "SELECT tenant_id, count FROM beacon_slot_tenant WHERE worker = %s ORDER BY tenant_id", [worker]
+        ).fetchall()
+        assert dict(held) == {kept.id: 1, gone.id: 1}  # 1 + 1 - 1 for the kept tenant: the release applied
+        for table in ("beacon_slot_tenant", "beacon_slot_recipient"):
+            conn.execute(f"DELETE FROM {table} WHERE worker = %s", [worker])

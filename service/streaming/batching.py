@@ -1,7 +1,9 @@
 """Group commit for per-connect queries: the requests of many connects answered by one statement.
 
 A request waits for the batch being built; when no statement is in flight the batch goes at once, else it goes
-when the one in flight is answered and at least ``interval`` seconds after it was sent. A lone connect
+when the one in flight is answered and at least ``interval`` seconds after it was sent. When a statement fails
+(a dropped connection, a database restart) its waiters get the error, and the requests nobody waits for (slot
+releases) go again with the next statement, at most ``RETRY_SECONDS`` later: they are never lost. A lone connect
 therefore waits for one round trip, and a storm of connects costs one statement per ``interval`` per worker
 instead of one (or two) per connect, without serialising anything per connect.
 """
@@ -17,6 +19,7 @@ from typing import Generic, TypeVar
 from service.observability import metrics
 
 log = logging.getLogger(__name__)
+RETRY_SECONDS = 1.0  # after a failed statement, before its waiter-less requests are sent again
 Q = TypeVar("Q")
 A = TypeVar("A")
 
@@ -69,8 +72,15 @@ class Batcher(Generic[Q, A]):
                 for _, future in batch:
                     if future is not None and not future.done():
                         future.set_exception(exc)
-                if all(future is None for _, future in batch):
-                    log.warning("%s: a batch without waiters failed: %s", self.name, exc)
+                again = [(query, None) for query, future in batch if future is None]
+                if again:
+                    log.warning(
+                        "%s: a statement failed, %d requests go again: %s", self.name, len(again), exc
+                    )
+                    self._pending[:0] = again  # first: a release goes before the acquisitions after it
+                    await asyncio.sleep(RETRY_SECONDS)
+                    self._wake.set()
+                    continue
             else:
                 for (_, future), answer in zip(batch, answers, strict=True):
                     if future is not None and not future.done():

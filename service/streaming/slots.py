@@ -116,5 +116,5 @@ def _answer(
 ) -> Opening:
     if op.reads_in is None:
         return Opening(outcome)
-    newest, oldest = bounds[op.reads_in]
+    newest, oldest = bounds.get(op.reads_in, (0, None))  # no rows: the tenant's schema is gone
     return Opening(outcome, newest, oldest, unread.get((op.reads_in, op.recipient), 0))

@@ -30,14 +30,6 @@ def _bounds_query(schema: str) -> sql.Composed:
     return sql.SQL("SELECT max(id), min(id) FROM {}").format(_table(schema))
 
 
-#: The unread rows of the recipients in an array parameter (``pgarray.literal``), grouped by recipient: what
-#: follows ``SELECT recipient, count(*)`` (plus any constant columns) in an unread-count query.
-_UNREAD_BY_RECIPIENT = (
-    " FROM {t} WHERE recipient = ANY(%s::text[]) AND read_at IS NULL AND expires_at > now()"
-    " GROUP BY recipient"
-)
-
-
 def _opening_query(schema: str) -> sql.Composed:
     """Bounds plus one recipient's unread count, in one statement (one round trip when a stream opens)."""
     return sql.SQL(
@@ -48,13 +40,13 @@ def _opening_query(schema: str) -> sql.Composed:
 
 def opening_reads(schema: str) -> sql.Composed:
     """What opening streams need of one tenant, as a ``UNION ALL`` part of the batched slot statement
-    (``service/streaming/slots.py``): a row ``(schema, NULL, newest id, oldest id)`` (``NULL`` ids when the
-    table is empty), then ``(schema, recipient, unread count, NULL)`` for each recipient of the array parameter
-    that has any. Index-only lookups plus one index range per recipient."""
+    (``service/streaming/slots.py``) with one array parameter (the recipients, ``pgarray.literal``): a row
+    ``(schema, NULL, newest id, oldest id)`` (``NULL`` ids when the table is empty), then ``(schema, recipient,
+    unread count, NULL)`` for each recipient that has any. No rows at all for a tenant whose schema is gone
+    (migration ``streaming/0004``): one tenant never fails the statement of another's connects."""
     return sql.SQL(
-        "SELECT {name}, NULL, max(id), min(id), NULL FROM {t} UNION ALL "
-        "(SELECT {name}, recipient, count(*), NULL, NULL" + _UNREAD_BY_RECIPIENT + ")"
-    ).format(name=sql.Literal(schema), t=_table(schema))
+        "SELECT {name}, r.recipient, r.n, r.oldest, NULL FROM beacon_opening_reads({name}, %s::text[]) r"
+    ).format(name=sql.Literal(schema))
 
 
 def _row(values: Sequence[Any]) -> Row:
@@ -125,7 +117,10 @@ class Store:
 
     async def unread_counts(self, schema: str, recipients: Iterable[str]) -> dict[str, int]:
         wanted = list(recipients)
-        query = sql.SQL("SELECT recipient, count(*)" + _UNREAD_BY_RECIPIENT).format(t=_table(schema))
+        query = sql.SQL(
+            "SELECT recipient, count(*) FROM {t} WHERE recipient = ANY(%s::text[]) AND read_at IS NULL "
+            "AND expires_at > now() GROUP BY recipient"
+        ).format(t=_table(schema))
         async with self._connection("unread") as conn:
             cur = await conn.execute(query, [pgarray.literal(wanted)])
             found = {r: int(c) for r, c in await cur.fetchall()}
