@@ -284,3 +284,35 @@ def test_a_tenant_whose_schema_is_gone_does_not_fail_the_others_in_its_batch(mak
         assert dict(held) == {kept.id: 1, gone.id: 1}  # 1 + 1 - 1 for the kept tenant: the release applied
         for table in ("beacon_slot_tenant", "beacon_slot_recipient"):
             conn.execute(f"DELETE FROM {table} WHERE worker = %s", [worker])
+
+
+def test_a_registration_keeps_the_slots_of_a_worker_that_is_only_momentarily_not_live(slot_db) -> None:
+    """A database blip ends every worker's listener; the first to register again must not delete the others'
+    slots while they reconnect (their streams are still open: they would stop counting for good). Only the
+    slots of a worker that is forgotten (no registration row, or dead a day after it registered) go."""
+    _forget_slots(slot_db)
+    unknown = "hypothesis-unregistered-worker"
+    for worker in (DEAD, unknown):
+        slot_db.execute("INSERT INTO beacon_slot_tenant VALUES (%s, %s, 2)", [TENANTS[0], worker])
+        slot_db.execute("INSERT INTO beacon_slot_recipient VALUES (%s, 'a', %s, 2)", [TENANTS[0], worker])
+
+    def holders() -> set[str]:
+        return {
+            worker
+            for (worker,) in slot_db.execute(
+                "SELECT worker FROM beacon_slot_tenant WHERE tenant_id = %s UNION "
+                "SELECT worker FROM beacon_slot_recipient WHERE tenant_id = %s",
+                [TENANTS[0], TENANTS[0]],
+            ).fetchall()
+        }
+
+    slot_db.execute("SELECT beacon_register_worker(%s, pg_backend_pid())", [WORKER])
+    assert holders() == {DEAD}  # not live (its listener is reconnecting), registered: kept
+    slot_db.execute(
+        "UPDATE beacon_stream_worker SET seen_at = now() - interval '2 days' WHERE id = %s", [DEAD]
+    )
+    slot_db.execute("SELECT beacon_register_worker(%s, pg_backend_pid())", [WORKER])
+    assert holders() == set()  # forgotten a day after it registered, not live: its slots go with it
+    slot_db.execute(
+        "INSERT INTO beacon_stream_worker (id, listener_pid, listener_started) VALUES (%s, 0, now())", [DEAD]
+    )
