@@ -76,7 +76,8 @@ class Store:
     async def replay(
         self, schema: str, after: int, recipient: str, topics: Sequence[str], limit: int
     ) -> tuple[int, int | None, int, list[Row]]:
-        """``opening`` plus up to ``limit`` rows for this subscriber with ids above ``after``, in id order."""
+        """``(newest id or 0, oldest retained id or None, recipient's unread count, rows)``: up to ``limit``
+        rows for this subscriber with ids above ``after``, in id order, on one connection."""
         query = sql.SQL(
             "SELECT {cols} FROM {t} WHERE id > %s AND expires_at > now() "
             "AND (recipient = %s OR broadcast OR topic = ANY(%s)) ORDER BY id LIMIT %s"
