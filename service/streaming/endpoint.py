@@ -33,7 +33,7 @@ from service.serving import CYCLE_KEY, ON_DISCONNECT
 from service.streaming import delivery_metrics, sse
 from service.streaming.hub import Subscription, keys_for
 from service.streaming.runtime import Runtime, frame_for
-from service.streaming.slots import Opening
+from service.streaming.slots import OK, Opening
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -402,7 +402,7 @@ async def _take_slot(runtime: Runtime, subscriber: Subscriber, reads: bool = Tru
         tenant.max_connections_per_recipient,
         tenant.schema if reads else None,
     )
-    if opening.outcome != "ok":
+    if opening.outcome != OK:
         scope_name = "tenant" if opening.outcome == "tenant" else "recipient"
         raise ApiError(
             429,

@@ -22,9 +22,9 @@ from psycopg_pool import AsyncConnectionPool
 from service import pgarray
 from service.observability import metrics
 from service.streaming.batching import Batcher
-from service.streaming.store import opening_reads
+from service.streaming.store import opening_reads, read_openings
 
-OK = "ok"
+OK = "ok"  # the outcome of a granted slot
 
 
 class SlotOp(NamedTuple):
@@ -95,16 +95,8 @@ class Slots:
         async with self._pool.connection() as conn:
             cur = await conn.execute(query, params)
             rows = await cur.fetchall()
-        decided: list[str] = []
-        bounds: dict[str, tuple[int, int | None]] = {}
-        unread: dict[tuple[str, str], int] = {}
-        for schema, recipient, number, oldest, outcome in rows:
-            if schema is None:
-                decided = list(outcome or [])
-            elif recipient is None:
-                bounds[schema] = (int(number or 0), oldest)
-            else:
-                unread[schema, recipient] = int(number)
+        decided = next((outcome or [] for schema, *_, outcome in rows if schema is None), [])
+        bounds, unread = read_openings(row for row in rows if row[0] is not None)
         answers = iter(decided)
         return [
             _answer(op, next(answers), bounds, unread) if op.max_tenant >= 0 else Opening("") for op in ops

@@ -30,23 +30,31 @@ def _bounds_query(schema: str) -> sql.Composed:
     return sql.SQL("SELECT max(id), min(id) FROM {}").format(_table(schema))
 
 
-def _opening_query(schema: str) -> sql.Composed:
-    """Bounds plus one recipient's unread count, in one statement (one round trip when a stream opens)."""
-    return sql.SQL(
-        "SELECT max(id), min(id), (SELECT count(*) FROM {t} WHERE recipient = %s AND read_at IS NULL "
-        "AND expires_at > now()) FROM {t}"
-    ).format(t=_table(schema))
-
-
 def opening_reads(schema: str) -> sql.Composed:
-    """What opening streams need of one tenant, as a ``UNION ALL`` part of the batched slot statement
-    (``service/streaming/slots.py``) with one array parameter (the recipients, ``pgarray.literal``): a row
+    """What opening streams need of one tenant, with one array parameter (the recipients,
+    ``pgarray.literal``): a ``UNION ALL`` part of the batched slot statement (``service/streaming/slots.py``),
+    and a database replay's first statement. Rows (``read_openings`` reads them): a row
     ``(schema, NULL, newest id, oldest id)`` (``NULL`` ids when the table is empty), then ``(schema, recipient,
     unread count, NULL)`` for each recipient that has any. No rows at all for a tenant whose schema is gone
     (migration ``streaming/0004``): one tenant never fails the statement of another's connects."""
     return sql.SQL(
         "SELECT {name}, r.recipient, r.n, r.oldest, NULL FROM beacon_opening_reads({name}, %s::text[]) r"
     ).format(name=sql.Literal(schema))
+
+
+def read_openings(
+    rows: Iterable[Sequence[Any]],
+) -> tuple[dict[str, tuple[int, int | None]], dict[tuple[str, str], int]]:
+    """``opening_reads`` rows as ``({schema: (newest id or 0, oldest id or None)}, {(schema, recipient):
+    unread count})``; a schema whose tenant is gone has no entry, a recipient without unread rows none."""
+    bounds: dict[str, tuple[int, int | None]] = {}
+    unread: dict[tuple[str, str], int] = {}
+    for schema, recipient, number, oldest, *_ in rows:
+        if recipient is None:
+            bounds[schema] = (int(number or 0), oldest)
+        else:
+            unread[schema, recipient] = int(number)
+    return bounds, unread
 
 
 def _row(values: Sequence[Any]) -> Row:
@@ -70,9 +78,6 @@ class Store:
             newest, oldest = await cur.fetchone() or (None, None)
         return int(newest or 0), oldest
 
-    async def unread_count(self, schema: str, recipient: str) -> int:
-        return (await self.unread_counts(schema, [recipient]))[recipient]
-
     async def replay(
         self, schema: str, after: int, recipient: str, topics: Sequence[str], limit: int
     ) -> tuple[int, int | None, int, list[Row]]:
@@ -83,11 +88,12 @@ class Store:
             "AND (recipient = %s OR broadcast OR topic = ANY(%s)) ORDER BY id LIMIT %s"
         ).format(cols=_COLUMNS, t=_table(schema))
         async with self._connection("replay") as conn:
-            cur = await conn.execute(_opening_query(schema), [recipient])
-            newest, oldest, unread = await cur.fetchone() or (None, None, 0)
+            cur = await conn.execute(opening_reads(schema), [pgarray.literal([recipient])])
+            bounds, unread = read_openings(await cur.fetchall())
             cur = await conn.execute(query, [after, recipient, list(topics), limit])
             rows = [_row(r) for r in await cur.fetchall()]
-        return int(newest or 0), oldest, int(unread or 0), rows
+        newest, oldest = bounds.get(schema, (0, None))
+        return newest, oldest, unread.get((schema, recipient), 0), rows
 
     async def range(self, schema: str, low: int, high: int) -> list[Row]:
         """Bodies of an announcement too large for its payload: fetched once per process."""
