@@ -176,30 +176,63 @@ def test_a_batch_is_decided_as_one_by_one_would(slot_db, held, batch, max_tenant
 # --- a connect's opening reads ride in its slot's statement --------------------------------------------------
 
 
-def test_opening_reads_in_the_slot_statement_are_each_tenants_own(make_tenant) -> None:
-    """One batch with two tenants' connects for the same recipient id (and a release, and a connect without
-    reads): each answer carries its own tenant's newest and oldest ids and unread count, as read directly;
-    an empty tenant gives ``(0, None, 0)``. One statement for the whole batch."""
+def _insert(
+    conn: psycopg.Connection, schema: str, recipient: str, expires: str = "1 day", read: bool = False
+):
+    conn.execute(
+        f'INSERT INTO "{schema}".beacon_notification (recipient, broadcast, data, created_at, expires_at, '
+        "read_at) VALUES (%s, false, '{}', now(), now() + %s::interval, CASE WHEN %s THEN now() END)",
+        [recipient, expires, read],
+    )
+
+
+def _one_batch(
+    worker: str, first: tuple[int, str], then: list[tuple[int, str, str | None]]
+) -> tuple[list, int]:
+    """On a pool of its own, worker ``worker`` acquires ``first`` (limits 100), then releases it while the
+    acquisitions ``then`` (tenant id, recipient, schema to read in or ``None``) are queued: they share the next
+    statement. Returns the answers to ``then`` and the number of statements sent, then forgets ``worker``'s
+    slots."""
     import asyncio
 
     from psycopg_pool import AsyncConnectionPool
 
-    from service.streaming.slots import Opening, Slots
+    from service.streaming.slots import Slots
+
+    url = os.environ["BEACON_TEST_DATABASE_URL"]
+
+    async def run() -> tuple[list, int]:
+        async with AsyncConnectionPool(url, min_size=1, max_size=1, kwargs={"autocommit": True}) as pool:
+            slots = Slots(pool, worker, interval=0.05)
+            await slots.acquire(*first, 100, 100)  # one in flight: the next ones share a batch
+            slots.release(*first)
+            answers = await asyncio.gather(
+                *(slots.acquire(tenant, recipient, 100, 100, schema) for tenant, recipient, schema in then)
+            )
+            await slots.close()
+            return list(answers), slots.batcher.statements
+
+    return asyncio.run(run())
+
+
+def _forget_worker(conn: psycopg.Connection, worker: str) -> None:
+    for table in ("beacon_slot_tenant", "beacon_slot_recipient"):
+        conn.execute(f"DELETE FROM {table} WHERE worker = %s", [worker])
+
+
+def test_opening_reads_in_the_slot_statement_are_each_tenants_own(make_tenant) -> None:
+    """One batch with two tenants' connects for the same recipient id (and a release, and a connect without
+    reads): each answer carries its own tenant's newest and oldest ids and unread count, as read directly;
+    an empty tenant gives ``(0, None, 0)``. One statement for the whole batch."""
+    from service.streaming.slots import Opening
 
     (acme, _), (globex, _), (empty, _) = make_tenant(), make_tenant(), make_tenant()
-    url = os.environ["BEACON_TEST_DATABASE_URL"]
-    with psycopg.connect(url, autocommit=True) as conn:
+    worker = f"test-{unique()}"
+    with psycopg.connect(os.environ["BEACON_TEST_DATABASE_URL"], autocommit=True) as conn:
         for schema, rows in ((acme.schema_name, 3), (globex.schema_name, 5)):
             for i in range(rows):  # per tenant: "u" has rows - 2 unread (one read, one expired), "v" one
-                conn.execute(
-                    f'INSERT INTO "{schema}".beacon_notification (recipient, broadcast, data, created_at, '
-                    "expires_at, read_at) VALUES (%s, false, '{}', now(), now() + %s::interval, %s)",
-                    ["u", "-1 day" if i == 0 else "1 day", "now()" if i == 1 else None],
-                )
-            conn.execute(
-                f'INSERT INTO "{schema}".beacon_notification (recipient, broadcast, data, created_at, '
-                "expires_at) VALUES ('v', false, '{}', now(), now() + '1 day')"
-            )
+                _insert(conn, schema, "u", expires="-1 day" if i == 0 else "1 day", read=i == 1)
+            _insert(conn, schema, "v")
 
         def direct(schema: str, recipient: str) -> tuple[int, int | None, int]:
             newest, oldest = conn.execute(
@@ -212,78 +245,39 @@ def test_opening_reads_in_the_slot_statement_are_each_tenants_own(make_tenant) -
             ).fetchone()
             return int(newest or 0), oldest, unread
 
-        async def batch() -> tuple[list[Opening], int]:
-            async with AsyncConnectionPool(url, min_size=1, max_size=1, kwargs={"autocommit": True}) as pool:
-                slots = Slots(pool, f"test-{unique()}", interval=0.05)
-                await slots.acquire(acme.id, "u", 100, 100)  # one in flight: the next ones share a batch
-                slots.release(acme.id, "u")
-                answers = await asyncio.gather(
-                    *(
-                        slots.acquire(tenant.id, recipient, 100, 100, tenant.schema_name)
-                        for tenant in (acme, globex, empty)
-                        for recipient in ("u", "v", "w")
-                    ),
-                    slots.acquire(globex.id, "u", 100, 100),
-                )
-                await slots.close()
-                return answers, slots.batcher.statements
-
-        answers, statements = asyncio.run(batch())
-        expected = [
-            Opening("ok", *direct(tenant.schema_name, recipient))
-            for tenant in (acme, globex, empty)
-            for recipient in ("u", "v", "w")
-        ]
+        tenants = (acme, globex, empty)
+        connects = [(t.id, r, t.schema_name) for t in tenants for r in ("u", "v", "w")]
+        answers, statements = _one_batch(worker, (acme.id, "u"), [*connects, (globex.id, "u", None)])
+        _forget_worker(conn, worker)
+        expected = [Opening("ok", *direct(t.schema_name, r)) for t in tenants for r in ("u", "v", "w")]
         assert answers[:-1] == expected
         assert answers[-1] == Opening("ok")
         assert expected[0][3] == 1 and expected[3][3] == 3 and expected[6] == Opening("ok", 0, None, 0)
         assert statements == 2  # the first acquire, then the release with the ten connects
-        for table in ("beacon_slot_tenant", "beacon_slot_recipient"):
-            conn.execute(f"DELETE FROM {table} WHERE tenant_id = ANY(%s)", [[acme.id, globex.id, empty.id]])
 
 
 def test_a_tenant_whose_schema_is_gone_does_not_fail_the_others_in_its_batch(make_tenant) -> None:
     """A connect of a tenant just deleted (its schema dropped, the tenant still cached by the worker for a
     moment) shares a statement with another tenant's connect and a release: the statement does not fail, the
     other tenant gets its reads, the gone one reads nothing (``streaming/0004``), the release is applied."""
-    import asyncio
-
-    from psycopg_pool import AsyncConnectionPool
-
-    from service.streaming.slots import Opening, Slots
+    from service.streaming.slots import Opening
 
     (kept, _), (gone, _) = make_tenant(), make_tenant()
-    url = os.environ["BEACON_TEST_DATABASE_URL"]
     worker = f"test-{unique()}"
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(
-            f'INSERT INTO "{kept.schema_name}".beacon_notification (recipient, broadcast, data, created_at, '
-            "expires_at) VALUES ('u', false, '{}', now(), now() + '1 day')"
-        )
+    with psycopg.connect(os.environ["BEACON_TEST_DATABASE_URL"], autocommit=True) as conn:
+        _insert(conn, kept.schema_name, "u")
         (newest,) = conn.execute(f'SELECT max(id) FROM "{kept.schema_name}".beacon_notification').fetchone()
         conn.execute(f'DROP SCHEMA "{gone.schema_name}" CASCADE')
-
-        async def batch() -> tuple[list[Opening], int]:
-            async with AsyncConnectionPool(url, min_size=1, max_size=1, kwargs={"autocommit": True}) as pool:
-                slots = Slots(pool, worker, interval=0.05)
-                await slots.acquire(kept.id, "u", 100, 100)
-                slots.release(kept.id, "u")
-                answers = await asyncio.gather(
-                    slots.acquire(kept.id, "u", 100, 100, kept.schema_name),
-                    slots.acquire(gone.id, "u", 100, 100, gone.schema_name),
-                )
-                await slots.close()
-                return answers, slots.batcher.statements
-
-        answers, statements = asyncio.run(batch())
-        assert answers == [Opening("ok", newest, newest, 1), Opening("ok", 0, None, 0)]
-        assert statements == 2
+        answers, statements = _one_batch(
+            worker, (kept.id, "u"), [(kept.id, "u", kept.schema_name), (gone.id, "u", gone.schema_name)]
+        )
         held = conn.execute(
             "SELECT tenant_id, count FROM beacon_slot_tenant WHERE worker = %s ORDER BY tenant_id", [worker]
         ).fetchall()
-        assert dict(held) == {kept.id: 1, gone.id: 1}  # 1 + 1 - 1 for the kept tenant: the release applied
-        for table in ("beacon_slot_tenant", "beacon_slot_recipient"):
-            conn.execute(f"DELETE FROM {table} WHERE worker = %s", [worker])
+        _forget_worker(conn, worker)
+    assert answers == [Opening("ok", newest, newest, 1), Opening("ok", 0, None, 0)]
+    assert statements == 2
+    assert dict(held) == {kept.id: 1, gone.id: 1}  # 1 + 1 - 1 for the kept tenant: the release applied
 
 
 def test_a_registration_keeps_the_slots_of_a_worker_that_is_only_momentarily_not_live(slot_db) -> None:
