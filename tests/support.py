@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import shutil
@@ -68,6 +69,31 @@ def wait_until(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {message}")
         time.sleep(interval)
+
+
+def manage(*args: str) -> subprocess.CompletedProcess[str]:
+    """``manage.py *args`` run in this process as Django's command line runs a command (``run_from_argv``: the
+    same parsing, ``CommandError`` printed to stderr, the exit status), on the test database, with stdout and
+    stderr captured. A subprocess costs 1-2 s of CPU to import Django again; the tests of manage.py itself
+    (its embedded database, its venv re-run, where its logs go) still start one.
+
+    Not ``ManagementUtility.execute``: it runs ``django.setup()`` again, which would configure this process's
+    logging onto the captured stderr."""
+    from django.core.management import ManagementUtility
+
+    argv = ["manage.py", *args]
+    out, err = io.StringIO(), io.StringIO()
+    code: int | str | None = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            ManagementUtility(argv).fetch_command(args[0]).run_from_argv(argv)
+        except SystemExit as exit_:
+            code = exit_.code
+    if not isinstance(code, int):  # sys.exit("message") prints it and exits 1, as Python does
+        if code is not None:
+            err.write(f"{code}\n")
+        code = 0 if code is None else 1
+    return subprocess.CompletedProcess(["manage.py", *args], code, out.getvalue(), err.getvalue())
 
 
 def server_errors(lines: list[str]) -> list[str]:

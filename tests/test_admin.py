@@ -20,10 +20,11 @@ from tests.support import Api, sse_stream, take, unique
 
 
 def staff_client() -> Client:
+    """A test client logged in as a new superuser. No password: hashing one (PBKDF2, a million rounds) and
+    checking it at login cost about 2 s of CPU per test, and no test here is about the login form."""
     name = f"op-{uuid.uuid4().hex[:8]}"
-    User.objects.create_superuser(name, f"{name}@example.test", "pw-" + name)
     client = Client()
-    client.login(username=name, password="pw-" + name)
+    client.force_login(User.objects.create_superuser(name, f"{name}@example.test", password=None))
     return client
 
 

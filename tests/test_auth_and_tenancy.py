@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import httpx
 import psycopg
 from django.db import connection
 
 from tenants import keys
 from tenants.models import ApiKey
-from tests.support import ROOT, Api, unique, wait_until
+from tests.support import Api, manage, unique, wait_until
 
 
 def test_key_format_parses_by_position_even_with_underscores():
@@ -55,16 +52,7 @@ def test_revoked_key_is_refused_within_five_seconds(server, make_tenant):
     api = Api(server.url, key)
     assert api.publish({"recipient": "u"}).status_code == 201
     public_id = key[3:15]
-    out = subprocess.run(
-        [sys.executable, "manage.py", "revoke_api_key", public_id],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        env={
-            **__import__("os").environ,
-            "DATABASE_URL": __import__("os").environ["BEACON_TEST_DATABASE_URL"],
-        },
-    )
+    out = manage("revoke_api_key", public_id)
     assert out.returncode == 0, out.stderr
     # Every worker must refuse it within 5 s (several requests reach both workers).
     wait_until(

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import uuid
 
 import httpx
@@ -12,14 +9,7 @@ from openapi_spec_validator import validate
 
 from tenants import keys
 from tenants.models import ApiKey, Tenant
-from tests.support import ROOT, Api
-
-
-def manage(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DATABASE_URL": os.environ["BEACON_TEST_DATABASE_URL"]}
-    return subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
-    )
+from tests.support import Api, manage
 
 
 def test_operator_commands_round_trip(server):

@@ -18,29 +18,16 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
-from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
 from django.db import connection
-from django.test import Client
 from django.utils import timezone
 from django_tenants.utils import schema_context
 
 from service.notifications.models import IdempotencyRecord, Notification
 from tenants import keys
 from tenants.models import Tenant
-from tests.support import ROOT, Api, ends_within, sse_stream, take, unique, wait_until
-
-
-def manage(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, "DATABASE_URL": os.environ["BEACON_TEST_DATABASE_URL"], **(env or {})}
-    return subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=ROOT,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+from tests.support import ROOT, Api, ends_within, manage, sse_stream, take, unique, wait_until
+from tests.test_admin import staff_client
 
 
 def schema_exists(schema: str) -> bool:
@@ -186,7 +173,16 @@ def test_update_tenant_command_line_flags(make_tenant):
 
 
 def test_command_stdout_is_only_the_result(tenant_pair):
-    made = manage("create_api_key", tenant_pair[0][0].slug, env={"LOG_LEVEL": "DEBUG"})
+    """manage.py itself (a subprocess): with every log line on, stdout is the command's result alone."""
+    env = {**os.environ, "DATABASE_URL": os.environ["BEACON_TEST_DATABASE_URL"], "LOG_LEVEL": "DEBUG"}
+    made = subprocess.run(
+        [sys.executable, "manage.py", "create_api_key", tenant_pair[0][0].slug],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert made.returncode == 0, made.stderr
     lines = made.stdout.strip().splitlines()
     assert len(lines) == 2 and keys.parse(lines[-1]) is not None
@@ -303,14 +299,6 @@ def test_importing_the_settings_starts_no_database(tmp_path):
 
 
 # --- lifecycle ---------------------------------------------------------------------------------------------
-
-
-def staff_client() -> Client:
-    name = f"op-{uuid.uuid4().hex[:8]}"
-    User.objects.create_superuser(name, f"{name}@example.test", "pw-" + name)
-    client = Client()
-    client.login(username=name, password="pw-" + name)
-    return client
 
 
 def test_admin_never_deletes_a_tenant_and_hides_the_secret(make_tenant):
@@ -706,8 +694,15 @@ def test_rotation_ends_streams_with_the_redis_broker(start_server, make_tenant):
     with sse_stream(server.url, token, timeout=30) as events:
         api.publish_ok({"recipient": user, "data": 1})
         assert len(take(events, 1)) == 1
-        rotated = manage(
-            "rotate_signing_secret", tenant.slug, env={"BROKER_URL": url, "BROKER_CHANNEL": name}
+        # A process of its own: the broker is chosen once per process, from its environment.
+        env = {**os.environ, "DATABASE_URL": os.environ["BEACON_TEST_DATABASE_URL"]}
+        rotated = subprocess.run(
+            [sys.executable, "manage.py", "rotate_signing_secret", tenant.slug],
+            cwd=ROOT,
+            env={**env, "BROKER_URL": url, "BROKER_CHANNEL": name},
+            capture_output=True,
+            text=True,
+            timeout=180,
         )
         assert rotated.returncode == 0, rotated.stderr
         assert ends_within(events, 5)
