@@ -46,6 +46,10 @@ manage: $(LOCAL_STAMP)
 # Three pytest-xdist workers (most tests wait on servers and sockets, so three fit two cores), one test file
 # each at a time (module fixtures start once); TEST_WORKERS=0 runs in one process. Each worker has its own
 # database and servers (tests/conftest.py).
+# Bytecode is written (next to the sources, git-ignored) even where the environment sets
+# PYTHONDONTWRITEBYTECODE, as this machine kind does: otherwise each of a run's ~150 Python processes
+# compiles Beacon from source again, and each pytest worker re-does its assertion rewriting (6 s of CPU).
+test: export PYTHONDONTWRITEBYTECODE =
 TEST_WORKERS ?= 3
 test: $(DEV_STAMP)
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)

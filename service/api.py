@@ -12,7 +12,6 @@ from decimal import Decimal
 from typing import Any
 
 import pydantic
-import sentry_sdk
 from django.core.exceptions import SuspiciousOperation
 from django.http import HttpRequest, HttpResponse
 from django.utils.http import parse_header_parameters
@@ -27,6 +26,7 @@ from service import jsonbody
 from service.db import is_outage
 from service.errors import ApiError, unavailable
 from service.notifications.validation import MAX_BATCH_BODY, MAX_SINGLE_BODY
+from service.observability.context import active_sentry
 
 log = logging.getLogger(__name__)
 
@@ -137,15 +137,20 @@ def validated_payload(model: type[BaseModel], content_type: str, path: str, body
         raise from_validation(errors) from None
 
 
+def _tell_sentry(exc: Exception) -> None:
+    if (sdk := active_sentry()) is not None:  # SENTRY_DSN set
+        sdk.capture_exception(exc)
+
+
 def unexpected_error(method: str, path: str, exc: Exception) -> ApiError:
     """What an exception no rule expected answers: ``503 unavailable`` for a database outage (logged as a
     warning), else ``500 internal_error`` (logged with its traceback); Sentry hears of both."""
     if is_outage(exc):  # not the client's fault and not a bug: retry later, but operators hear of it
         log.warning("database unavailable in %s %s: %s", method, path, exc)
-        sentry_sdk.capture_exception(exc)
+        _tell_sentry(exc)
         return unavailable()
     log.exception("unhandled error in %s %s", method, path, exc_info=exc)
-    sentry_sdk.capture_exception(exc)  # a no-op unless SENTRY_DSN initialised the SDK
+    _tell_sentry(exc)
     return ApiError(500, "internal_error", "internal error")
 
 

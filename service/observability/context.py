@@ -8,14 +8,23 @@ authentication once a credential has named its tenant.
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Callable, Iterator, MutableMapping
+from types import ModuleType
 from typing import Any
-
-import sentry_sdk
 
 from service.http import new_request_id, request_headers, request_id_var, tenant_var
 
 _HEADER = b"x-request-id"
+
+
+def active_sentry() -> ModuleType | None:
+    """``sentry_sdk`` once ``SENTRY_DSN`` initialised it (``service.observability.sentry``), else ``None``.
+
+    Looked up, not imported: without a DSN nothing imports the SDK, and each process (every gunicorn worker,
+    every ``manage.py`` command) starts 0.15-0.3 s of CPU sooner without it and the urllib3 it brings."""
+    sdk = sys.modules.get("sentry_sdk")
+    return sdk if sdk is not None and sdk.is_initialized() else None
 
 
 @contextlib.contextmanager
@@ -35,8 +44,8 @@ def request_context(scope: MutableMapping[str, Any]) -> Iterator[str]:
     rid_token = request_id_var.set(rid)
     tenant_token = tenant_var.set("-")
     try:
-        if sentry_sdk.is_initialized():
-            with sentry_sdk.isolation_scope() as sentry_scope:
+        if (sdk := active_sentry()) is not None:
+            with sdk.isolation_scope() as sentry_scope:
                 sentry_scope.add_event_processor(_with_request(scope))
                 yield rid
         else:
@@ -69,5 +78,5 @@ def _with_request(scope: MutableMapping[str, Any]) -> Callable[[Any, Any], Any]:
 def bind_tenant(slug: str) -> None:
     """Record the authenticated tenant for this request's log lines and Sentry events."""
     tenant_var.set(slug)
-    if sentry_sdk.is_initialized():
-        sentry_sdk.get_isolation_scope().set_tag("tenant", slug)
+    if (sdk := active_sentry()) is not None:
+        sdk.get_isolation_scope().set_tag("tenant", slug)
