@@ -96,6 +96,20 @@ def manage(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.CompletedProcess(["manage.py", *args], code, out.getvalue(), err.getvalue())
 
 
+def manage_process(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``manage.py *args`` in a process of its own, on the test database unless ``env`` names another, with
+    ``env`` over this process's environment: for what only a fresh process shows (where its logs go, a broker
+    chosen from its environment, a database of a test's own)."""
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env={**os.environ, "DATABASE_URL": os.environ["BEACON_TEST_DATABASE_URL"], **env},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
 def server_errors(lines: list[str]) -> list[str]:
     """Log lines that show a server bug: an access-log ``500`` or an ``ERROR`` record with a traceback."""
     found = []

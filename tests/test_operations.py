@@ -26,7 +26,17 @@ from django_tenants.utils import schema_context
 from service.notifications.models import IdempotencyRecord, Notification
 from tenants import keys
 from tenants.models import Tenant
-from tests.support import ROOT, Api, ends_within, manage, sse_stream, take, unique, wait_until
+from tests.support import (
+    ROOT,
+    Api,
+    ends_within,
+    manage,
+    manage_process,
+    sse_stream,
+    take,
+    unique,
+    wait_until,
+)
 from tests.test_admin import staff_client
 
 
@@ -174,15 +184,7 @@ def test_update_tenant_command_line_flags(make_tenant):
 
 def test_command_stdout_is_only_the_result(tenant_pair):
     """manage.py itself (a subprocess): with every log line on, stdout is the command's result alone."""
-    env = {**os.environ, "DATABASE_URL": os.environ["BEACON_TEST_DATABASE_URL"], "LOG_LEVEL": "DEBUG"}
-    made = subprocess.run(
-        [sys.executable, "manage.py", "create_api_key", tenant_pair[0][0].slug],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    made = manage_process("create_api_key", tenant_pair[0][0].slug, LOG_LEVEL="DEBUG")
     assert made.returncode == 0, made.stderr
     lines = made.stdout.strip().splitlines()
     assert len(lines) == 2 and keys.parse(lines[-1]) is not None
@@ -695,15 +697,7 @@ def test_rotation_ends_streams_with_the_redis_broker(start_server, make_tenant):
         api.publish_ok({"recipient": user, "data": 1})
         assert len(take(events, 1)) == 1
         # A process of its own: the broker is chosen once per process, from its environment.
-        env = {**os.environ, "DATABASE_URL": os.environ["BEACON_TEST_DATABASE_URL"]}
-        rotated = subprocess.run(
-            [sys.executable, "manage.py", "rotate_signing_secret", tenant.slug],
-            cwd=ROOT,
-            env={**env, "BROKER_URL": url, "BROKER_CHANNEL": name},
-            capture_output=True,
-            text=True,
-            timeout=180,
-        )
+        rotated = manage_process("rotate_signing_secret", tenant.slug, BROKER_URL=url, BROKER_CHANNEL=name)
         assert rotated.returncode == 0, rotated.stderr
         assert ends_within(events, 5)
     refused = httpx.get(server.url + "/v1/stream", params={"token": token}, timeout=10)

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support import ROOT, Server, launch_chromium
+from tests.support import Server, launch_chromium, manage_process
 
 pytestmark = pytest.mark.skipif(not shutil.which("chromium"), reason="Debian's chromium is not installed")
 
@@ -23,14 +20,8 @@ pytestmark = pytest.mark.skipif(not shutil.which("chromium"), reason="Debian's c
 def static_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``collectstatic`` as the image runs it: hashed, compressed copies and a manifest."""
     root = tmp_path_factory.mktemp("static")
-    env = {**os.environ, "DATABASE_URL": os.environ["BEACON_TEST_DATABASE_URL"], "STATIC_ROOT": str(root)}
-    subprocess.run(
-        [sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        timeout=300,
-    )
+    done = manage_process("collectstatic", "--noinput", "-v", "0", STATIC_ROOT=str(root))
+    assert done.returncode == 0, done.stderr
     assert (root / "staticfiles.json").exists()
     return root
 

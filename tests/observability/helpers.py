@@ -9,7 +9,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 from sentry_sdk.envelope import Envelope
 
-from tests.support import ROOT, free_port, wait_until
+from tests.support import free_port, manage_process, wait_until
 
 Samples = dict[str, list[tuple[dict[str, str], float]]]
 
@@ -104,10 +103,7 @@ class OwnDatabase:
 
     def manage(self, *args: str) -> str:
         """Run ``manage.py`` against this database; returns its standard output."""
-        result = subprocess.run(
-            [sys.executable, "manage.py", *args],
-            cwd=ROOT, env={**os.environ, "DATABASE_URL": self.url}, capture_output=True, text=True, timeout=120,
-        )  # fmt: skip
+        result = manage_process(*args, DATABASE_URL=self.url)
         assert result.returncode == 0, result.stdout + result.stderr
         return result.stdout
 
