@@ -36,10 +36,11 @@ _executor_lock = threading.Lock()
 def _threads() -> ThreadPoolExecutor:
     """The process's ``DB_THREADS`` threads for ORM work, made on first use (after gunicorn's fork)."""
     global _executor
-    with _executor_lock:
-        if _executor is None:
-            _executor = ThreadPoolExecutor(settings.DB_THREADS, thread_name_prefix="beacon-db")
-        return _executor
+    if _executor is None:  # every ORM call comes here: the lock only while there is none yet
+        with _executor_lock:
+            if _executor is None:
+                _executor = ThreadPoolExecutor(settings.DB_THREADS, thread_name_prefix="beacon-db")
+    return _executor
 
 
 def _isolated(fn: Callable[P, R]) -> Callable[P, R]:
