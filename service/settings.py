@@ -67,6 +67,8 @@ SHARED_APPS = [
     "ninja",  # its Swagger UI files are served by Beacon itself at /v1/docs (no CDN)
 ]
 TENANT_APPS = ["service.notifications"]
+# In a tenant schema, shared apps' migrations are recorded without replaying them (tenants/migrate.py).
+TENANT_BASE_MIGRATE_COMMAND = "tenants.migrate.Command"
 INSTALLED_APPS = SHARED_APPS + [app for app in TENANT_APPS if app not in SHARED_APPS]
 
 MIDDLEWARE = [
