@@ -756,7 +756,8 @@ def test_gunicorn_config_through_gunicorn(monkeypatch: pytest.MonkeyPatch, tmp_p
     assert cfg.accesslog == "-" and cfg.errorlog == "-"
     if "control_socket_disable" in cfg.settings:  # gunicorn >= 25.1
         assert cfg.control_socket_disable is True
-    for hook in ("on_starting", "when_ready", "post_fork", "child_exit"):
+    assert cfg.preload_app is True  # workers fork from a master that imported the app once
+    for hook in ("on_starting", "when_ready", "pre_fork", "post_fork", "child_exit"):
         assert getattr(cfg, hook).__module__ == "__config__", f"{hook} is not the file's hook"
 
 
@@ -776,7 +777,10 @@ def test_gunicorn_config_sets_the_multiproc_dir_before_prometheus_loads(
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "")
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR")
     load_gunicorn_config(monkeypatch, {})
-    assert os.environ["PROMETHEUS_MULTIPROC_DIR"] == f"/tmp/beacon-prometheus-{os.getpid()}"
+    own = Path(f"/tmp/beacon-prometheus-{os.getpid()}")
+    assert os.environ["PROMETHEUS_MULTIPROC_DIR"] == str(own)
+    assert own.is_dir()  # made at load: the master imports the app, and its metrics, before on_starting
+    own.rmdir()
 
 
 def load_gunicorn_module(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> types.ModuleType:
@@ -822,6 +826,15 @@ def test_gunicorn_hooks(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None
     assert not live.exists()
     assert kept.exists()  # counters of dead workers keep counting
 
+    import gc
+
+    assert gc.get_freeze_count() == 0
+    try:
+        conf.pre_fork(server, types.SimpleNamespace(pid=4243))
+        assert gc.get_freeze_count() > 0  # the heap a worker inherits is out of its collections' reach
+    finally:
+        gc.unfreeze()
+
 
 # A tiny ASGI app for the live gunicorn test: counts requests (a counter) and live workers (a livesum gauge).
 TOY_APP = """
@@ -831,7 +844,6 @@ from prometheus_client import Counter, Gauge
 
 REQUESTS = Counter("beacon_toy_requests", "Requests served.")
 WORKERS = Gauge("beacon_toy_workers", "Live workers.", multiprocess_mode="livesum")
-WORKERS.set(1)
 
 
 async def app(scope, receive, send):
@@ -839,6 +851,7 @@ async def app(scope, receive, send):
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                WORKERS.set(1)  # in the worker: the master imported this module before forking (preload)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await send({"type": "lifespan.shutdown.complete"})
