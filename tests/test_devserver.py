@@ -212,6 +212,26 @@ def test_make_run_busy_port_is_one_line_naming_the_variable(tmp_path, variable):
     assert len(lines) == 1 and f"set {variable} to a free port" in lines[0], done.stderr
 
 
+def test_make_run_a_failing_step_is_one_line_naming_it(tmp_path):
+    """The steps run in the devserver's own process (one Django start-up); a step that fails, here the
+    migrations on a database that does not exist, ends ``make run`` with one line, not a traceback."""
+    missing = urlunsplit(urlsplit(os.environ["BEACON_TEST_DATABASE_URL"])._replace(path="/beacon_no_such_db"))
+    ports = {"PORT": str(free_port()), "METRICS_PORT": str(free_port()), "DATABASE_URL": missing}
+    done = subprocess.run(
+        [sys.executable, "-m", "service.devserver"],
+        cwd=ROOT,
+        env=devserver_env(tmp_path, **ports),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert "==> migrating the database" in done.stdout and "==> collecting" not in done.stdout
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("make run: step failed (migrate_schemas: "), done.stderr
+    assert "beacon_no_such_db" in lines[0] and "Traceback" not in done.stderr
+
+
 def test_busy_metrics_port_under_gunicorn_is_one_line(tmp_path):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
