@@ -20,7 +20,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.db import connections
 
-from tests.support import Api, Server
+from tests.support import TEMPLATE_VARIABLE, Api, Server, create_database
 
 TEST_SERVER_ENV = {
     "HEARTBEAT_SECONDS": "1",
@@ -60,12 +60,6 @@ def _share_the_default_tls_context() -> None:
 
 
 _share_the_default_tls_context()
-
-
-#: Under pytest-xdist, the first worker migrates its database and copies it as this run's template; the others
-#: copy the template (``CREATE DATABASE ... TEMPLATE``, a fraction of a second) instead of migrating again
-#: (seconds of CPU each, while every worker starts at once). Named by the controller, dropped by it at the end.
-TEMPLATE_VARIABLE = "BEACON_TEST_TEMPLATE_DATABASE"
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -131,10 +125,7 @@ def django_db_setup(django_db_blocker: Any) -> Iterator[str]:
     with psycopg.connect(admin_url, autocommit=True) as admin:
         if template:  # one worker at a time: the first migrates and makes the template, the rest copy it
             admin.execute("SELECT pg_advisory_lock(hashtext(%s))", [template])
-        copied = (
-            template and admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [template]).fetchone()
-        )
-        admin.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if copied else ""))
+        copied = create_database(admin, name)
         with django_db_blocker.unblock():
             for alias in connections:
                 connections[alias].close()
