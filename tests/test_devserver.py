@@ -192,21 +192,26 @@ def _ready(base: str) -> bool:
         return False
 
 
+def _devserver_refusal(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """``make run`` on free ports with ``env`` over them, expected to stop by itself; its output captured."""
+    ports = {"PORT": str(free_port()), "METRICS_PORT": str(free_port()), **env}
+    return subprocess.run(
+        [sys.executable, "-m", "service.devserver"],
+        cwd=ROOT,
+        env=devserver_env(tmp_path, **ports),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 @pytest.mark.parametrize("variable", ["PORT", "METRICS_PORT"])
 def test_make_run_busy_port_is_one_line_naming_the_variable(tmp_path, variable):
     with socket.socket() as busy:
         busy.bind(("0.0.0.0", 0))
         busy.listen()
         taken = busy.getsockname()[1]
-        ports = {"PORT": str(free_port()), "METRICS_PORT": str(free_port()), variable: str(taken)}
-        done = subprocess.run(
-            [sys.executable, "-m", "service.devserver"],
-            cwd=ROOT,
-            env=devserver_env(tmp_path, **ports),
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        done = _devserver_refusal(tmp_path, **{variable: str(taken)})
     assert done.returncode != 0
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and f"set {variable} to a free port" in lines[0], done.stderr
@@ -216,15 +221,7 @@ def test_make_run_a_failing_step_is_one_line_naming_it(tmp_path):
     """The steps run in the devserver's own process (one Django start-up); a step that fails, here the
     migrations on a database that does not exist, ends ``make run`` with one line, not a traceback."""
     missing = urlunsplit(urlsplit(os.environ["BEACON_TEST_DATABASE_URL"])._replace(path="/beacon_no_such_db"))
-    ports = {"PORT": str(free_port()), "METRICS_PORT": str(free_port()), "DATABASE_URL": missing}
-    done = subprocess.run(
-        [sys.executable, "-m", "service.devserver"],
-        cwd=ROOT,
-        env=devserver_env(tmp_path, **ports),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    done = _devserver_refusal(tmp_path, DATABASE_URL=missing)
     assert done.returncode == 1
     assert "==> migrating the database" in done.stdout and "==> collecting" not in done.stdout
     lines = done.stderr.strip().splitlines()
