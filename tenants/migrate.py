@@ -9,8 +9,9 @@ So in a tenant schema this command migrates the apps the router allows for real,
 their migrations depend on), then records the rest as applied (``--fake``) without replaying them. The
 schema and its ``django_migrations`` rows come out the same as Django's own path gives
 (``tests/test_tenant_migrate.py`` compares both); the output says ``FAKED`` for the recorded ones. The public
-schema, and any run with an app, a migration, ``--fake``, ``--fake-initial``, ``--plan``, ``--check`` or
-``--prune``, take Django's own path unchanged.
+schema, and any run with an app, a migration, ``--fake``, ``--fake-initial``, ``--plan``, ``--check``,
+``--prune`` or ``--run-syncdb``, take Django's own path unchanged. The rows are the same set, though not in
+Django's order: the tenant apps' come first.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from django.db.migrations.loader import MigrationLoader
 from django_tenants.utils import get_public_schema_name
 
 #: Options under which the command behaves exactly as Django's.
-_DJANGO_PATH = ("app_label", "fake", "fake_initial", "plan", "check_unapplied", "prune")
+_DJANGO_PATH = ("app_label", "fake", "fake_initial", "plan", "check_unapplied", "prune", "run_syncdb")
 
 
 class Command(migrate.Command):

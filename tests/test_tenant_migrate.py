@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import os
+import uuid
 
 import psycopg
 from django.core.management import call_command
@@ -77,3 +78,22 @@ def test_migrate_schemas_records_missing_shared_migrations_and_changes_nothing_e
         assert "FAKED" in out.getvalue() and "admin.0001_initial" in out.getvalue()
         assert _recorded(conn, tenant.schema_name) == recorded
         assert _catalog(conn, tenant.schema_name) == before
+
+
+def test_run_syncdb_on_a_new_schema_takes_djangos_path():
+    """``--run-syncdb`` cannot be combined with an app, so it is one of the options that keep Django's own
+    command: a bare schema comes out as Django's command makes it."""
+    schemas = [f"t_syncdb_{uuid.uuid4().hex[:8]}" for _ in range(2)]
+    with psycopg.connect(os.environ["BEACON_TEST_DATABASE_URL"], autocommit=True) as conn:
+        try:
+            for schema, command in zip(schemas, (DJANGO_MIGRATE, "tenants.migrate.Command"), strict=True):
+                conn.execute(f'CREATE SCHEMA "{schema}"')
+                with override_settings(TENANT_BASE_MIGRATE_COMMAND=command):
+                    call_command(
+                        "migrate_schemas", schema_name=schema, run_syncdb=True, interactive=False, verbosity=0
+                    )
+            assert _catalog(conn, schemas[1]) == _catalog(conn, schemas[0])
+            assert _recorded(conn, schemas[1]) == _recorded(conn, schemas[0])
+        finally:
+            for schema in schemas:
+                conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
