@@ -25,6 +25,7 @@ from __future__ import annotations
 import gc
 import math
 import os
+import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -106,6 +107,19 @@ os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", DEFAULT_MULTIPROC_DIR)
 Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
 
 _OWN_MULTIPROC_DIR = os.environ["PROMETHEUS_MULTIPROC_DIR"] == DEFAULT_MULTIPROC_DIR
+
+
+def _stop_while_loading(signum: int, frame: object) -> None:
+    """SIGTERM or SIGINT while the master still imports the app (preload_app; gunicorn sets its own
+    handlers only after that): stop at once and cleanly, as gunicorn would with nothing to drain."""
+    on_exit(None)
+    raise SystemExit(0)
+
+
+# Only while nothing else handles them: a HUP re-reads this file, and gunicorn's handlers must stay.
+for _signal in (signal.SIGTERM, signal.SIGINT):
+    if signal.getsignal(_signal) in (signal.SIG_DFL, signal.default_int_handler):
+        signal.signal(_signal, _stop_while_loading)
 
 DRAIN_SECONDS = _env_seconds("DRAIN_SECONDS", 20)
 METRICS_PORT = _env_port("METRICS_PORT", 9464)
@@ -195,7 +209,7 @@ def post_fork(server: _Arbiter, worker: _Worker) -> None:
         _metrics_server.socket.close()
 
 
-def on_exit(server: _Arbiter) -> None:
+def on_exit(server: _Arbiter | None) -> None:
     """Master, exiting: remove the metrics directory when it is this instance's own default one."""
     if _OWN_MULTIPROC_DIR:
         import shutil

@@ -217,16 +217,29 @@ def test_make_run_busy_port_is_one_line_naming_the_variable(tmp_path, variable):
     assert len(lines) == 1 and f"set {variable} to a free port" in lines[0], done.stderr
 
 
-def test_make_run_a_failing_step_is_one_line_naming_it(tmp_path):
-    """The steps run in the devserver's own process (one Django start-up); a step that fails, here the
-    migrations on a database that does not exist, ends ``make run`` with one line, not a traceback."""
-    missing = urlunsplit(urlsplit(os.environ["BEACON_TEST_DATABASE_URL"])._replace(path="/beacon_no_such_db"))
-    done = _devserver_refusal(tmp_path, DATABASE_URL=missing)
+@pytest.mark.parametrize(
+    ("database", "failed"),
+    [
+        ("/beacon_no_such_db", "migrate_schemas: "),  # the database is not there
+        ("refused", "migrate_schemas: "),  # nothing listens: psycopg's message spans lines
+        ("garbage", "settings: DATABASE_URL: "),  # the settings refuse it before any step
+    ],
+)
+def test_make_run_a_failing_step_is_one_line_naming_it(tmp_path, database, failed):
+    """The steps run in the devserver's own process (one Django start-up); a step that fails ends ``make run``
+    with one line naming it, not a traceback."""
+    url = urlsplit(os.environ["BEACON_TEST_DATABASE_URL"])
+    database_url = {
+        "/beacon_no_such_db": urlunsplit(url._replace(path=database)),
+        "refused": f"postgresql://beacon@127.0.0.1:{free_port()}/beacon",
+        "garbage": "garbage",
+    }[database]
+    done = _devserver_refusal(tmp_path, DATABASE_URL=database_url)
     assert done.returncode == 1
-    assert "==> migrating the database" in done.stdout and "==> collecting" not in done.stdout
+    assert "==> collecting" not in done.stdout
     lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("make run: step failed (migrate_schemas: "), done.stderr
-    assert "beacon_no_such_db" in lines[0] and "Traceback" not in done.stderr
+    assert len(lines) == 1 and lines[0].startswith(f"make run: step failed ({failed}"), done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def test_busy_metrics_port_under_gunicorn_is_one_line(tmp_path):
@@ -270,6 +283,23 @@ def _gunicorn(port: int, metrics_port: int) -> subprocess.Popen[bytes]:
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_while_the_master_imports_the_app_is_clean(signum):
+    """gunicorn sets its signal handlers only after the master has imported the app (preload_app, about a
+    second): a Ctrl-C or a SIGTERM in that window still exits 0 and removes the metrics directory."""
+    process = _gunicorn(free_port(), free_port())
+    own = Path(f"/tmp/beacon-prometheus-{process.pid}")
+    try:
+        wait_until(own.is_dir, timeout=30, interval=0.01, message="the config to be loaded")
+        process.send_signal(signum)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert not own.exists()
 
 
 def _healthz_count(metrics_port: int) -> float:

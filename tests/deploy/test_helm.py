@@ -725,10 +725,23 @@ def load_gunicorn_config(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -
         def load(self) -> None:
             return None
 
+    with _signal_handlers_kept():
+        try:
+            return ConfigOnly().cfg
+        finally:
+            sys.modules.pop("__config__", None)
+
+
+@contextlib.contextmanager
+def _signal_handlers_kept() -> Iterator[None]:
+    """Loading the config sets SIGTERM and SIGINT handlers (for the master's import window) where none is set:
+    not in this test process."""
+    kept = {signum: signal.getsignal(signum) for signum in (signal.SIGTERM, signal.SIGINT)}
     try:
-        return ConfigOnly().cfg
+        yield
     finally:
-        sys.modules.pop("__config__", None)
+        for signum, handler in kept.items():
+            signal.signal(signum, handler)
 
 
 def test_gunicorn_config_through_gunicorn(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -784,6 +797,11 @@ def test_gunicorn_config_sets_the_multiproc_dir_before_prometheus_loads(
 
 
 def load_gunicorn_module(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> types.ModuleType:
+    with _signal_handlers_kept():
+        return _exec_gunicorn_module(monkeypatch, env)
+
+
+def _exec_gunicorn_module(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> types.ModuleType:
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     spec = importlib.util.spec_from_file_location("beacon_gunicorn_conf_under_test", GUNICORN_CONF)
@@ -791,6 +809,20 @@ def load_gunicorn_module(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def test_gunicorn_config_keeps_handlers_it_finds(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A HUP makes gunicorn read the config again: its own SIGTERM/SIGINT handlers must survive that, while a
+    fresh master gets the config's (a stop while it imports the app is then a clean exit)."""
+
+    def gunicorns(signum: int, frame: object) -> None: ...
+
+    with _signal_handlers_kept():
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, gunicorns)
+        conf = _exec_gunicorn_module(monkeypatch, {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)})
+        assert signal.getsignal(signal.SIGTERM) == conf._stop_while_loading
+        assert signal.getsignal(signal.SIGINT) is gunicorns
 
 
 class _FakeLog:
