@@ -65,6 +65,11 @@ class StepFailed(Exception):
     """A preparation step (a management command) failed; the message names it and why."""
 
 
+def _one_line(exc: BaseException) -> str:
+    """The exception's message on one line (psycopg's connection errors span several)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 def prepare(env: dict[str, str], port: int, key_file: Path) -> str:
     """Migrations, static files and the demo tenant and key, in this process: one Django start-up instead of
     four ``manage.py`` processes (about a second of CPU each). Returns the demo API key."""
@@ -77,7 +82,12 @@ def prepare(env: dict[str, str], port: int, key_file: Path) -> str:
     from django.core.management import call_command
     from django.db import connections
 
-    django.setup()
+    try:
+        django.setup()
+    except (
+        Exception
+    ) as exc:  # a setting refused (service.env.ConfigError), e.g. a DATABASE_URL that is no URL
+        raise StepFailed(f"settings: {_one_line(exc)}") from exc
     key = io.StringIO()
     steps = [
         ("migrating the database", ("migrate_schemas", "--shared", "-v", "0")),
@@ -95,7 +105,7 @@ def prepare(env: dict[str, str], port: int, key_file: Path) -> str:
             try:
                 call_command(*command, stdout=key if command[0] == "ensure_demo" else None)
             except Exception as exc:  # a command's own error, or the database's: one line, not a traceback
-                raise StepFailed(f"{command[0]}: {exc}") from exc
+                raise StepFailed(f"{command[0]}: {_one_line(exc)}") from exc
     finally:
         connections.close_all()  # gunicorn's workers open their own
     return key.getvalue().strip().splitlines()[-1]
