@@ -84,28 +84,24 @@ def prepare(env: dict[str, str], port: int, key_file: Path) -> str:
 
     try:
         django.setup()
-    except (
-        Exception
-    ) as exc:  # a setting refused (service.env.ConfigError), e.g. a DATABASE_URL that is no URL
+    except Exception as exc:  # a setting refused (service.env.ConfigError): DATABASE_URL=garbage
         raise StepFailed(f"settings: {_one_line(exc)}") from exc
+
+    def run(*command: str, stdout: io.StringIO | None = None) -> None:
+        try:
+            call_command(*command, stdout=stdout)
+        except Exception as exc:  # a command's own error, or the database's: one line, not a traceback
+            raise StepFailed(f"{command[0]}: {_one_line(exc)}") from exc
+
     key = io.StringIO()
-    steps = [
-        ("migrating the database", ("migrate_schemas", "--shared", "-v", "0")),
-        (None, ("migrate_schemas", "-v", "0")),
-        ("collecting static files (the admin's styles)", ("collectstatic", "--noinput", "-v", "0")),
-        (
-            "creating the demo tenant and API key",
-            ("ensure_demo", "--port", str(port), "--key-file", str(key_file)),
-        ),
-    ]
     try:
-        for message, command in steps:
-            if message:
-                step(message)
-            try:
-                call_command(*command, stdout=key if command[0] == "ensure_demo" else None)
-            except Exception as exc:  # a command's own error, or the database's: one line, not a traceback
-                raise StepFailed(f"{command[0]}: {_one_line(exc)}") from exc
+        step("migrating the database")
+        run("migrate_schemas", "--shared", "-v", "0")
+        run("migrate_schemas", "-v", "0")
+        step("collecting static files (the admin's styles)")
+        run("collectstatic", "--noinput", "-v", "0")
+        step("creating the demo tenant and API key")
+        run("ensure_demo", "--port", str(port), "--key-file", str(key_file), stdout=key)
     finally:
         connections.close_all()  # gunicorn's workers open their own
     return key.getvalue().strip().splitlines()[-1]

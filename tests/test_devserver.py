@@ -220,7 +220,7 @@ def test_make_run_busy_port_is_one_line_naming_the_variable(tmp_path, variable):
 @pytest.mark.parametrize(
     ("database", "failed"),
     [
-        ("/beacon_no_such_db", "migrate_schemas: "),  # the database is not there
+        ("missing", "migrate_schemas: "),  # the server is there, the database is not
         ("refused", "migrate_schemas: "),  # nothing listens: psycopg's message spans lines
         ("garbage", "settings: DATABASE_URL: "),  # the settings refuse it before any step
     ],
@@ -228,9 +228,10 @@ def test_make_run_busy_port_is_one_line_naming_the_variable(tmp_path, variable):
 def test_make_run_a_failing_step_is_one_line_naming_it(tmp_path, database, failed):
     """The steps run in the devserver's own process (one Django start-up); a step that fails ends ``make run``
     with one line naming it, not a traceback."""
-    url = urlsplit(os.environ["BEACON_TEST_DATABASE_URL"])
     database_url = {
-        "/beacon_no_such_db": urlunsplit(url._replace(path=database)),
+        "missing": urlunsplit(
+            urlsplit(os.environ["BEACON_TEST_DATABASE_URL"])._replace(path="/beacon_no_such_db")
+        ),
         "refused": f"postgresql://beacon@127.0.0.1:{free_port()}/beacon",
         "garbage": "garbage",
     }[database]
