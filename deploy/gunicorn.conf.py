@@ -163,7 +163,7 @@ def _multiproc_dir() -> Path:
 
 
 def on_starting(server: _Arbiter) -> None:
-    """Master, before workers exist: create PROMETHEUS_MULTIPROC_DIR and drop a previous run's files.
+    """Master, before workers exist: drop a previous run's files from PROMETHEUS_MULTIPROC_DIR (made at load).
 
     Only prometheus-client's own files (`*.db`) are removed, so a directory shared by mistake survives. The
     master's own, opened while it imported the app, go too: the master serves metrics but records none, and
@@ -171,7 +171,6 @@ def on_starting(server: _Arbiter) -> None:
     """
     path = _multiproc_dir()
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
-    path.mkdir(parents=True, exist_ok=True)
     for stale in path.glob("*.db"):
         stale.unlink(missing_ok=True)
 
