@@ -22,10 +22,13 @@ PROMETHEUS_MULTIPROC_DIR and the master serves their aggregate on METRICS_PORT, 
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import math
 import os
+import shutil
 import signal
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -111,9 +114,16 @@ _OWN_MULTIPROC_DIR = os.environ["PROMETHEUS_MULTIPROC_DIR"] == DEFAULT_MULTIPROC
 
 def _stop_while_loading(signum: int, frame: object) -> None:
     """SIGTERM or SIGINT while the master still imports the app (preload_app; gunicorn sets its own
-    handlers only after that): stop at once and cleanly, as gunicorn would with nothing to drain."""
+    handlers only after that): stop at once and cleanly, as gunicorn would with nothing to drain.
+
+    Not by raising SystemExit: it would surface in whatever the import runs at that moment, and a library's
+    bare ``except:`` around an optional import swallows it (the master then served on). Nothing has started
+    yet that ``os._exit`` would skip: no worker, no metrics server."""
     on_exit(None)
-    raise SystemExit(0)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # the signal may have interrupted a write to this very stream
+            stream.flush()
+    os._exit(0)
 
 
 # Only while nothing else handles them: a HUP re-reads this file, and gunicorn's handlers must stay.
@@ -211,8 +221,6 @@ def post_fork(server: _Arbiter, worker: _Worker) -> None:
 def on_exit(server: _Arbiter | None) -> None:
     """Master, exiting: remove the metrics directory when it is this instance's own default one."""
     if _OWN_MULTIPROC_DIR:
-        import shutil
-
         shutil.rmtree(_multiproc_dir(), ignore_errors=True)
 
 

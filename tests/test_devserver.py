@@ -267,7 +267,7 @@ def test_busy_metrics_port_under_gunicorn_is_one_line(tmp_path):
     assert "set METRICS_PORT to a free port" in done.stderr and "Traceback" not in done.stderr
 
 
-def _gunicorn(port: int, metrics_port: int) -> subprocess.Popen[bytes]:
+def _gunicorn(port: int, metrics_port: int, *app: str, **extra: str) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
     env.update(
         DATABASE_URL=os.environ["BEACON_TEST_DATABASE_URL"],
@@ -275,9 +275,10 @@ def _gunicorn(port: int, metrics_port: int) -> subprocess.Popen[bytes]:
         METRICS_PORT=str(metrics_port),
         METRICS_BIND="127.0.0.1",
         WEB_CONCURRENCY="1",
+        **extra,
     )
     return subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py"],
+        [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", *app],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -287,13 +288,19 @@ def _gunicorn(port: int, metrics_port: int) -> subprocess.Popen[bytes]:
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_a_stop_while_the_master_imports_the_app_is_clean(signum):
+def test_a_stop_while_the_master_imports_the_app_is_clean(signum, tmp_path):
     """gunicorn sets its signal handlers only after the master has imported the app (preload_app, about a
-    second): a Ctrl-C or a SIGTERM in that window still exits 0 and removes the metrics directory."""
-    process = _gunicorn(free_port(), free_port())
+    second): a Ctrl-C or a SIGTERM in that window still exits 0 and removes the metrics directory. The app
+    here is one whose import waits (tests/import_gate.py), so the signal lands in that window on any machine;
+    tests/test_lifecycle.py covers the same signals once the workers serve."""
+    gate = tmp_path / "importing"
+    process = _gunicorn(
+        free_port(), free_port(), "tests.import_gate:application", BEACON_TEST_IMPORT_GATE=str(gate)
+    )
     own = Path(f"/tmp/beacon-prometheus-{process.pid}")
     try:
-        wait_until(own.is_dir, timeout=30, interval=0.01, message="the config to be loaded")
+        wait_until(gate.exists, timeout=30, interval=0.01, message="the master to import the app")
+        assert own.is_dir()
         process.send_signal(signum)
         assert process.wait(timeout=30) == 0
     finally:
