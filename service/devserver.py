@@ -158,7 +158,7 @@ Ctrl-C stops it.
             flush=True,
         )
         # Its own session: the terminal's Ctrl-C reaches only this process, which then asks gunicorn for a
-        # graceful stop (SIGTERM: drain, then exit) instead of SIGINT's immediate worker kill.
+        # graceful stop (SIGTERM: the streams closed over DRAIN_SECONDS, then exit) rather than the quick one.
         gunicorn = subprocess.Popen(
             [python, "-m", "gunicorn", "-c", str(ROOT / "deploy" / "gunicorn.conf.py")],
             env=env,

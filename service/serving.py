@@ -38,6 +38,8 @@ import functools
 import importlib.util
 import json
 import re
+import signal
+from types import FrameType
 from typing import Any
 
 import h11
@@ -462,3 +464,14 @@ class BeaconWorker(UvicornWorker):
         "ws": "none",  # no WebSocket route: an upgrade is served as plain HTTP (see the module docstring)
         "h11_max_incomplete_event_size": MAX_HEAD_BYTES,
     }
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        """The master's SIGQUIT (gunicorn's quick shutdown, on its SIGINT or SIGQUIT) is handled as Ctrl-C:
+        streams closed at once, then uvicorn's shutdown (``service.streaming.drain``).
+
+        uvicorn_worker routes SIGQUIT here, where gunicorn's base worker only sets ``alive``, which uvicorn
+        never reads: the worker kept serving until the master killed it after ``graceful_timeout``
+        (Kludex/uvicorn-worker#2). Before uvicorn's handlers are installed SIGINT has its default action.
+        """
+        super().handle_exit(sig, frame)
+        signal.raise_signal(signal.SIGINT)

@@ -1,8 +1,9 @@
-"""Worker lifecycle: SIGTERM drain, listener loss and recovery, and zero queries from idle streams."""
+"""Worker lifecycle: SIGTERM drain, quick shutdown (SIGINT), listener loss and recovery, and zero queries from idle streams."""
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import threading
@@ -11,6 +12,7 @@ import time
 import httpx
 import jwt
 import psycopg
+import pytest
 
 from tests.support import Api, CheckedThread, sse_stream, take, unique, wait_until
 
@@ -81,6 +83,38 @@ def test_sigterm_drains_streams_and_clients_resume_without_loss(start_server, ma
     assert not duplicates, duplicates[:20]
     assert received == sorted(received, key=int)
     assert set(published) <= set(received)
+
+
+@pytest.mark.parametrize("ctrl_c", [False, True], ids=["sigint-to-the-master", "ctrl-c-to-the-group"])
+def test_a_quick_shutdown_closes_streams_at_once_and_exits_cleanly(start_server, make_tenant, ctrl_c):
+    """gunicorn's quick shutdown: SIGINT (or SIGQUIT) to the master, which sends SIGQUIT to its workers, and
+    Ctrl-C in a terminal, which also reaches the workers. Every stream closes at once (not spread over
+    DRAIN_SECONDS), each worker runs its lifespan shutdown and the master exits 0, long before
+    ``graceful_timeout`` (DRAIN_SECONDS + 10 s) would have it kill them: until then the workers ignored the
+    master's SIGQUIT and served on until that SIGKILL."""
+    _tenant, key = make_tenant()
+    srv = start_server(workers=2, DRAIN_SECONDS="120")
+    api = Api(srv.url, key)
+    streams = [_open_raw_stream(srv.port, api.token(unique())) for _ in range(6)]
+    offset = srv.log_size()
+    assert srv.process is not None
+    if ctrl_c:
+        os.killpg(srv.process.pid, signal.SIGINT)  # what the terminal does: SIGINT to the foreground group
+    else:
+        srv.process.send_signal(signal.SIGINT)
+    assert srv.process.wait(timeout=60) == 0, srv.log_tail()
+    for sock in streams:  # each was ended by the server (a clean end of the chunked body), not left open
+        sock.settimeout(10)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+        assert received.endswith(b"0\r\n\r\n"), received[-200:]
+        sock.close()
+    log = srv.log_text(offset)
+    closed = [int(n) for n in re.findall(r"closing (\d+) streams at once", log)]
+    assert len(closed) == 2 and sum(closed) == len(streams), log
+    assert log.count("Application shutdown complete") == 2, log  # slots released, pools closed
+    assert "SIGKILL" not in log and "was sent SIGINT" not in log and "was sent SIGQUIT" not in log, log
 
 
 def test_listener_killed_recovers_and_streams_catch_up(start_server, make_tenant):

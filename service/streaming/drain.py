@@ -1,8 +1,16 @@
-"""Drain on SIGTERM: refuse new streams, close open ones spread over ``DRAIN_SECONDS``, then let the server stop."""
+"""Drain before the server stops: refuse new streams, close open ones, then let uvicorn shut down.
+
+SIGTERM (Kubernetes, a rolling update, gunicorn's graceful stop) spreads the closes over ``DRAIN_SECONDS`` so
+that clients do not all reconnect to the other pods at once. SIGINT (Ctrl-C, and gunicorn's quick shutdown:
+the master's SIGQUIT, which ``service.serving.BeaconWorker`` turns into SIGINT) closes them all at once. Either
+way each client resumes elsewhere with ``Last-Event-ID``, nothing is lost, and uvicorn then runs the lifespan
+shutdown (slots released, pools closed) before the worker exits.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import signal
@@ -17,56 +25,80 @@ log = logging.getLogger(__name__)
 
 
 class Drainer:
-    """Owns the worker's ``draining`` flag and the SIGTERM hook installed in front of uvicorn's handler."""
+    """Owns the worker's ``draining`` flag and the SIGTERM and SIGINT hooks installed in front of uvicorn's."""
 
     def __init__(self, hub: Hub, open_streams: Callable[[], int], window: float) -> None:
         self.hub = hub
         self.window = window
         self.draining = False
         self._open_streams = open_streams
-        self._previous_sigterm: Any = None
+        self._previous: dict[int, Any] = {}  # uvicorn's handlers, which stop the server
+        self._quick = asyncio.Event()  # set: close the rest now (binds to a loop at its first wait)
+        self._handed_over = False
+        self._task: asyncio.Task[None] | None = None
 
-    def install_sigterm_hook(self) -> None:
-        """Drain before the server's own shutdown: gunicorn sends SIGTERM, we close streams spread over
-        ``DRAIN_SECONDS`` while refusing new ones, then hand the signal to uvicorn's handler."""
+    def install_signal_hooks(self) -> None:
+        """Call from the event loop's thread once the server runs (the ASGI lifespan startup), after uvicorn
+        installed its own handlers: those are called when the drain is done."""
         try:
-            previous = signal.getsignal(signal.SIGTERM)
-            signal.signal(signal.SIGTERM, self._on_sigterm)
-            self._previous_sigterm = previous
+            previous: dict[int, Any] = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+            for signum in previous:
+                signal.signal(signum, self._on_signal)
+            self._previous = previous
         except ValueError:  # not the main thread (tests embedding the app): no signal hook
-            self._previous_sigterm = None
+            self._previous = {}
 
-    def _on_sigterm(self, signum: int, frame: Any) -> None:
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        # A signal handler runs between two steps of the event loop's own code: only call_soon_threadsafe
+        # (which also wakes the loop) is safe to touch the loop with.
         loop = asyncio.get_event_loop()
-        if self.draining:
-            self._forward_sigterm(signum, frame)
-            return
-        loop.call_soon_threadsafe(
-            lambda: asyncio.ensure_future(self.drain(lambda: self._forward_sigterm(signum, frame)))
+        quick = signum == signal.SIGINT
+        if not self.draining:
+            self.draining = True  # at once: a second signal before the task runs is a second signal
+            loop.call_soon_threadsafe(self._start, quick, frame)
+        elif self._handed_over or not quick:
+            # A second SIGTERM stops the server now, as before the hook; a Ctrl-C after the hand-over is
+            # uvicorn's force exit. A Ctrl-C and the master's SIGQUIT arrive together: the second is ignored.
+            self._forward(signum, frame)
+        else:
+            loop.call_soon_threadsafe(self._quick.set)  # Ctrl-C during a SIGTERM drain: the rest close now
+
+    def _start(self, quick: bool, frame: Any) -> None:
+        # uvicorn stops on SIGTERM as it would have without the hook (gunicorn logs a worker ended by SIGTERM
+        # as a normal exit, by SIGINT as unexpected).
+        self._task = asyncio.ensure_future(
+            self.drain(lambda: self._forward(signal.SIGTERM, frame), quick=quick)
         )
 
-    def _forward_sigterm(self, signum: int, frame: Any) -> None:
-        previous = self._previous_sigterm
+    def _forward(self, signum: int, frame: Any) -> None:
+        previous = self._previous.get(signum)
         if callable(previous):
             previous(signum, frame)
 
-    async def drain(self, then: Callable[[], None] | None = None) -> None:
-        """Refuse new streams, close open ones evenly over the window, then call ``then``."""
+    async def drain(self, then: Callable[[], None] | None = None, *, quick: bool = False) -> None:
+        """Refuse new streams, close open ones (evenly over the window, or all at once when ``quick``),
+        wait up to a second (a tenth of the window if longer) for them to end, then call ``then``."""
         self.draining = True
+        if quick:
+            self._quick.set()
         window = self.window
         metrics.READY.set(0)
         subs = list(self.hub.subscriptions())
         random.shuffle(subs)  # spread over the window so clients do not all reconnect at once
-        log.info("draining %d streams over %.1fs", len(subs), window)
+        if quick:
+            log.info("closing %d streams at once (quick shutdown)", len(subs))
+        else:
+            log.info("draining %d streams over %.1fs", len(subs), window)
         started = time.monotonic()
         for index, sub in enumerate(subs):
-            due = started + window * 0.9 * index / max(len(subs), 1)
-            delay = due - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
+            delay = started + window * 0.9 * index / len(subs) - time.monotonic()
+            if delay > 0 and not self._quick.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._quick.wait(), delay)
             sub.close("drain")
         deadline = time.monotonic() + max(window * 0.1, 1.0)
         while self._open_streams() and time.monotonic() < deadline:  # noqa: ASYNC110 - bounded, 20 polls/s
             await asyncio.sleep(0.05)
+        self._handed_over = True
         if then is not None:
             then()

@@ -2,7 +2,7 @@
 
 One ``Runtime`` per process, started by the ASGI lifespan and stopped with it. Each part lives in a module
 named for its job: ``listener`` (broker callbacks, catch-up), ``dispatch`` (rows to streams), ``unread``
-(coalesced counts), ``heartbeats``, ``drain`` (SIGTERM), ``presence`` (worker registration for slots),
+(coalesced counts), ``heartbeats``, ``drain`` (SIGTERM, SIGINT), ``presence`` (worker registration for slots),
 ``gc_tuning``; the broker itself is ``service.broker``.
 """
 
@@ -120,7 +120,7 @@ class Runtime:
         ]
         if self.presence is not None:
             self._tasks.append(asyncio.create_task(self.presence.run(), name="beacon-presence"))
-        self.drainer.install_sigterm_hook()
+        self.drainer.install_signal_hooks()
         metrics.READY.set(0)
 
     async def stop(self) -> None:
