@@ -277,14 +277,30 @@ def _gunicorn(port: int, metrics_port: int, *app: str, **extra: str) -> subproce
         WEB_CONCURRENCY="1",
         **extra,
     )
-    return subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", *app],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    with _sigint_as_in_a_terminal():
+        return subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", *app],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+
+@contextlib.contextmanager
+def _sigint_as_in_a_terminal() -> Iterator[None]:
+    """Children started inside get SIGINT at its default action, as a terminal's foreground process has it.
+    A shell's background job (``make test &``) starts with SIGINT ignored, which every child inherits, and
+    gunicorn rightly leaves an ignored SIGINT ignored while the master imports the app."""
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        yield
+        return
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # caught here: the child's is reset to default
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
