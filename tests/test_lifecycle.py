@@ -1,4 +1,5 @@
-"""Worker lifecycle: SIGTERM drain, quick shutdown (SIGINT), listener loss and recovery, and zero queries from idle streams."""
+"""Worker lifecycle: SIGTERM drain, quick shutdown (SIGINT), listener loss and recovery, and zero queries from
+idle streams."""
 
 from __future__ import annotations
 
