@@ -32,14 +32,41 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from service.numbers import ascii_decimal, ascii_int
-
-if TYPE_CHECKING:
-    from wsgiref.simple_server import WSGIServer
-
 # Each instance gets its own directory unless told otherwise: the master empties it at start, so a shared
 # default would let a second server on the machine wipe the first one's metrics.
 DEFAULT_MULTIPROC_DIR = f"/tmp/beacon-prometheus-{os.getpid()}"
+
+
+def _remove_own_multiproc_dir() -> None:
+    """Remove the metrics directory when it is this instance's own default one (not one set by the operator)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR") == DEFAULT_MULTIPROC_DIR:
+        shutil.rmtree(DEFAULT_MULTIPROC_DIR, ignore_errors=True)
+
+
+def _stop_while_loading(signum: int, frame: object) -> None:
+    """SIGTERM or SIGINT while the master still imports the app (preload_app; gunicorn sets its own
+    handlers only after that): stop at once and cleanly, as gunicorn would with nothing to drain.
+
+    Not by raising SystemExit: it would surface in whatever the import runs at that moment, and a library's
+    bare ``except:`` around an optional import swallows it (the master then served on). Nothing has started
+    yet that ``os._exit`` would skip: no worker, no metrics server."""
+    _remove_own_multiproc_dir()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # the signal may have interrupted a write to this very stream
+            stream.flush()
+    os._exit(0)
+
+
+# First thing, so that no part of loading is left uncovered; only while nothing else handles them: a HUP
+# re-reads this file, and gunicorn's handlers must stay.
+for _signal in (signal.SIGTERM, signal.SIGINT):
+    if signal.getsignal(_signal) in (signal.SIG_DFL, signal.default_int_handler):
+        signal.signal(_signal, _stop_while_loading)
+
+from service.numbers import ascii_decimal, ascii_int  # noqa: E402 - after the signal handlers
+
+if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
 
 
 class _Logger(Protocol):
@@ -109,27 +136,6 @@ os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", DEFAULT_MULTIPROC_DIR)
 # The master imports the app (preload_app, below), and the app's metrics open their files in this directory.
 Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
 
-_OWN_MULTIPROC_DIR = os.environ["PROMETHEUS_MULTIPROC_DIR"] == DEFAULT_MULTIPROC_DIR
-
-
-def _stop_while_loading(signum: int, frame: object) -> None:
-    """SIGTERM or SIGINT while the master still imports the app (preload_app; gunicorn sets its own
-    handlers only after that): stop at once and cleanly, as gunicorn would with nothing to drain.
-
-    Not by raising SystemExit: it would surface in whatever the import runs at that moment, and a library's
-    bare ``except:`` around an optional import swallows it (the master then served on). Nothing has started
-    yet that ``os._exit`` would skip: no worker, no metrics server."""
-    on_exit(None)
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):  # the signal may have interrupted a write to this very stream
-            stream.flush()
-    os._exit(0)
-
-
-# Only while nothing else handles them: a HUP re-reads this file, and gunicorn's handlers must stay.
-for _signal in (signal.SIGTERM, signal.SIGINT):
-    if signal.getsignal(_signal) in (signal.SIG_DFL, signal.default_int_handler):
-        signal.signal(_signal, _stop_while_loading)
 
 DRAIN_SECONDS = _env_seconds("DRAIN_SECONDS", 20)
 METRICS_PORT = _env_port("METRICS_PORT", 9464)
@@ -218,10 +224,9 @@ def post_fork(server: _Arbiter, worker: _Worker) -> None:
         _metrics_server.socket.close()
 
 
-def on_exit(server: _Arbiter | None) -> None:
+def on_exit(server: _Arbiter) -> None:
     """Master, exiting: remove the metrics directory when it is this instance's own default one."""
-    if _OWN_MULTIPROC_DIR:
-        shutil.rmtree(_multiproc_dir(), ignore_errors=True)
+    _remove_own_multiproc_dir()
 
 
 def child_exit(server: _Arbiter, worker: _Worker) -> None:

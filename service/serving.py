@@ -34,11 +34,14 @@ two answers replaced; ``BeaconWorker`` is gunicorn's ``uvicorn_worker.UvicornWor
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import importlib.util
 import json
 import re
 import signal
+import socket
+import struct
 from types import FrameType
 from typing import Any
 
@@ -113,6 +116,18 @@ def write_nowait(cycle: Any, body: bytes) -> bool:
     except RuntimeError:  # the transport closed before uvicorn noticed: the stream's own send finds out
         return False
     return True
+
+
+def abort_connection(cycle: Any) -> None:
+    """Reset ``cycle``'s connection (TCP RST), dropping every byte not yet sent: the end for a client that
+    stopped reading. A plain close (uvicorn's, or the transport's ``abort``, which closes the socket) leaves the
+    kernel trying to deliver its buffered bytes to a receive window that stays shut, so the connection lingers
+    on both ends; ``SO_LINGER`` with a zero timeout makes the close a reset instead (socket(7))."""
+    sock = cycle.transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    cycle.transport.abort()
 
 
 def _answer_500_in_shape(cycle: Any) -> None:

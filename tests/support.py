@@ -327,6 +327,30 @@ def take(
     return found
 
 
+def stalled_stream(port: int, api: Api) -> socket.socket:
+    """A stream whose client stopped reading: a tiny receive buffer, then far more published to it than the
+    buffers hold, so the server's write to it blocks (the tenant of ``api`` must take 60 KB payloads)."""
+    user = unique("stalled")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(
+        f"GET /v1/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {api.token(user)}\r\n\r\n".encode()
+    )
+    assert sock.recv(15).startswith(b"HTTP/1.1 200")
+    for _ in range(10):
+        api.publish({"notifications": [{"recipient": user, "data": "x" * 60_000}] * 20}, batch=True)
+    return sock
+
+
+def tcp_state(sock: socket.socket) -> int:
+    """The kernel's TCP state of ``sock`` (``tcp_info.tcpi_state``): 1 established, 7 closed (reset)."""
+    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0]
+
+
+TCP_CLOSE = 7  # tcpi_state of a connection that was reset (or closed on both ends)
+
+
 class CheckedThread(threading.Thread):
     """A thread whose failure fails the test: an ``assert`` in a plain thread only prints a warning.
 

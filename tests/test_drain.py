@@ -42,18 +42,38 @@ def _signal_handlers_kept() -> Iterator[None]:
 
 
 def _run(
-    scenario: Callable[[Drainer, list[Subscription], Server], Awaitable[None]], streams: int = 5
+    scenario: Callable[[Drainer, list[Subscription], Server], Awaitable[None]],
+    streams: int = 5,
+    *,
+    stuck: int = 0,
 ) -> None:
+    """Run ``scenario`` with ``streams`` open streams, each a task that ends (and leaves the hub) once its
+    stream is closed, as the endpoint's do; the first ``stuck`` of them are blocked in a write instead, as
+    on a client that stopped reading, and end only when that write is interrupted."""
+
     async def main() -> None:
         hub = Hub()
         subs = [Subscription("s", f"u{i}", keys_for("s", f"u{i}", ()), 10) for i in range(streams)]
-        for sub in subs:
+
+        async def stream(sub: Subscription, blocked: bool) -> None:
+            try:
+                if blocked:
+                    sub.write_deadline = asyncio.get_running_loop().time() + 3600
+                    await asyncio.Event().wait()  # the socket never drains
+                while sub.closed is None:
+                    await sub.wait()
+            finally:
+                hub.remove(sub)
+
+        for index, sub in enumerate(subs):
             hub.add(sub)
+            sub.task = asyncio.ensure_future(stream(sub, index < stuck))
         server = Server()
         for signum in (signal.SIGTERM, signal.SIGINT):  # what uvicorn installs before the lifespan starts
             signal.signal(signum, server.handle_exit)
-        drainer = Drainer(hub, lambda: sum(sub.closed is None for sub in subs), WINDOW)
+        drainer = Drainer(hub, lambda: len(hub), WINDOW)
         drainer.install_signal_hooks()
+        await asyncio.sleep(0)  # the streams are parked
         await scenario(drainer, subs, server)
 
     asyncio.run(main())
@@ -93,22 +113,37 @@ def test_sigterm_spreads_the_closes_and_a_ctrl_c_closes_the_rest_at_once() -> No
     _run(scenario)
 
 
-def test_a_second_ctrl_c_is_ignored_until_the_hand_over_then_forces_the_exit() -> None:
-    """Ctrl-C reaches the worker directly and through the master (its SIGQUIT) at about the same time: that
-    pair is one quick shutdown, not uvicorn's force exit, which would skip the lifespan shutdown (slots
-    released, pools closed). A Ctrl-C after the hand-over is uvicorn's as before."""
+@pytest.mark.parametrize("streams", [0, 5])
+def test_a_ctrl_c_after_the_hand_over_is_not_a_force_exit(streams: int) -> None:
+    """A terminal's Ctrl-C reaches the worker directly and again through the master's SIGQUIT, the second
+    often after a drain of no streams is already over: neither is uvicorn's force exit, which would skip
+    the lifespan shutdown (slots released, pools closed)."""
 
     async def scenario(drainer: Drainer, subs: list[Subscription], server: Server) -> None:
         signal.raise_signal(signal.SIGINT)
         signal.raise_signal(signal.SIGINT)
         await server.handed(1)
+        signal.raise_signal(signal.SIGINT)  # the master's, late
         await asyncio.sleep(0.1)
         assert server.received == [signal.SIGTERM]
-        signal.raise_signal(signal.SIGINT)
-        await server.handed(2)
-        assert server.received == [signal.SIGTERM, signal.SIGINT]
 
-    _run(scenario)
+    _run(scenario, streams)
+
+
+def test_a_write_blocked_on_a_client_that_stopped_reading_is_cut() -> None:
+    """A closed stream whose task is stuck in a write (a client that stopped reading) cannot see its close:
+    once the others have ended, its write is interrupted (the endpoint then aborts its connection) instead
+    of holding up the shutdown until STREAM_SEND_TIMEOUT_SECONDS or for good."""
+
+    async def scenario(drainer: Drainer, subs: list[Subscription], server: Server) -> None:
+        signal.raise_signal(signal.SIGINT)
+        await server.handed(1)
+        assert subs[0].write_timed_out and subs[0].task is not None and subs[0].task.cancelled()
+        assert [sub.write_timed_out for sub in subs[1:]] == [False] * (len(subs) - 1)
+        assert [sub.closed for sub in subs] == ["drain"] * len(subs)
+        assert len(drainer.hub) == 0
+
+    _run(scenario, stuck=1)
 
 
 def test_a_second_sigterm_during_a_drain_stops_the_server_at_once() -> None:

@@ -15,7 +15,17 @@ import jwt
 import psycopg
 import pytest
 
-from tests.support import Api, CheckedThread, sse_stream, take, unique, wait_until
+from tests.support import (
+    TCP_CLOSE,
+    Api,
+    CheckedThread,
+    sse_stream,
+    stalled_stream,
+    take,
+    tcp_state,
+    unique,
+    wait_until,
+)
 
 
 def _open_raw_stream(port: int, token: str, last_event_id: str | None = None) -> socket.socket:
@@ -90,13 +100,15 @@ def test_sigterm_drains_streams_and_clients_resume_without_loss(start_server, ma
 def test_a_quick_shutdown_closes_streams_at_once_and_exits_cleanly(start_server, make_tenant, ctrl_c):
     """gunicorn's quick shutdown: SIGINT (or SIGQUIT) to the master, which sends SIGQUIT to its workers, and
     Ctrl-C in a terminal, which also reaches the workers. Every stream closes at once (not spread over
-    DRAIN_SECONDS), each worker runs its lifespan shutdown and the master exits 0, long before
-    ``graceful_timeout`` (DRAIN_SECONDS + 10 s) would have it kill them: until then the workers ignored the
-    master's SIGQUIT and served on until that SIGKILL."""
-    _tenant, key = make_tenant()
-    srv = start_server(workers=2, DRAIN_SECONDS="120")
+    DRAIN_SECONDS), a client that stopped reading has its connection aborted, each worker runs its lifespan
+    shutdown (also one with no stream) and the master exits 0, long before ``graceful_timeout``
+    (DRAIN_SECONDS + 10 s) would have it kill them: until then the workers ignored the master's SIGQUIT and
+    served on until that SIGKILL."""
+    _tenant, key = make_tenant(max_payload_bytes=64 * 1024)
+    srv = start_server(workers=2, DRAIN_SECONDS="120", STREAM_SEND_TIMEOUT_SECONDS="120")
     api = Api(srv.url, key)
     streams = [_open_raw_stream(srv.port, api.token(unique())) for _ in range(6)]
+    stalled = stalled_stream(srv.port, api)
     offset = srv.log_size()
     assert srv.process is not None
     if ctrl_c:
@@ -111,11 +123,14 @@ def test_a_quick_shutdown_closes_streams_at_once_and_exits_cleanly(start_server,
             received += chunk
         assert received.endswith(b"0\r\n\r\n"), received[-200:]
         sock.close()
+    assert tcp_state(stalled) == TCP_CLOSE  # reset by the server: never read, so no clean end could arrive
+    stalled.close()
     log = srv.log_text(offset)
     closed = [int(n) for n in re.findall(r"closing (\d+) streams at once", log)]
-    assert len(closed) == 2 and sum(closed) == len(streams), log
+    assert len(closed) == 2 and sum(closed) == len(streams) + 1, log
     assert log.count("Application shutdown complete") == 2, log  # slots released, pools closed
     assert "SIGKILL" not in log and "was sent SIGINT" not in log and "was sent SIGQUIT" not in log, log
+    assert "without completing response" not in log, log
 
 
 def test_listener_killed_recovers_and_streams_catch_up(start_server, make_tenant):

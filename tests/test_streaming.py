@@ -15,7 +15,17 @@ from django_tenants.utils import schema_context
 
 from service.notifications.models import Notification
 from tests.observability.helpers import scrape, total
-from tests.support import Api, CheckedThread, sse_stream, take, unique, wait_until
+from tests.support import (
+    TCP_CLOSE,
+    Api,
+    CheckedThread,
+    sse_stream,
+    stalled_stream,
+    take,
+    tcp_state,
+    unique,
+    wait_until,
+)
 
 
 def test_delivery_shape_and_headers(acme: Api):
@@ -463,20 +473,15 @@ def _client_closes(server) -> float:
 
 
 def test_slow_consumer_is_cut_off_and_others_are_not_slowed(start_server, make_tenant):
+    """A client that stops reading is cut off once a write to it blocks past STREAM_SEND_TIMEOUT_SECONDS: its
+    connection is reset (a plain close would leave it open on both ends for as long as the client does not
+    read), and the other streams are served meanwhile."""
     _tenant, key = make_tenant(max_payload_bytes=64 * 1024)
     srv = start_server(workers=1, STREAM_SEND_TIMEOUT_SECONDS="1", STREAM_QUEUE_SIZE="50")
     api = Api(srv.url, key)
-    slow_user, fast_user = unique("slow"), unique("fast")
-    slow = socket.create_connection(("127.0.0.1", srv.port))
-    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    slow.sendall(
-        f"GET /v1/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {api.token(slow_user)}\r\n\r\n".encode()
-    )
-    assert b"200" in slow.recv(100)
-    big = "x" * 60_000
+    fast_user = unique("fast")
     with sse_stream(srv.url, api.token(fast_user)) as fast:
-        for _ in range(10):
-            api.publish({"notifications": [{"recipient": slow_user, "data": big}] * 20}, batch=True)
+        slow = stalled_stream(srv.port, api)
         sent = api.publish_ok({"recipient": fast_user, "data": "still fast"})
         (event,) = take(fast, 1)
         assert event.id == sent[0]["id"]
@@ -486,6 +491,9 @@ def test_slow_consumer_is_cut_off_and_others_are_not_slowed(start_server, make_t
         return checks["streams"] == 0
 
     wait_until(slow_stream_closed, timeout=20, message="the slow consumer to be disconnected")
+    wait_until(
+        lambda: tcp_state(slow) == TCP_CLOSE, timeout=10, message="the slow consumer's connection reset"
+    )
     slow.close()
 
 

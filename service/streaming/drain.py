@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import signal
 import time
@@ -22,6 +23,9 @@ from service.observability import metrics
 from service.streaming.hub import Hub
 
 log = logging.getLogger(__name__)
+# Seconds a quick shutdown waits for closed streams to end (milliseconds, unless blocked): gunicorn gives a
+# worker 2 s after a Ctrl-C that follows its SIGTERM.
+QUICK_WAIT = 0.5
 
 
 class Drainer:
@@ -56,12 +60,14 @@ class Drainer:
         if not self.draining:
             self.draining = True  # at once: a second signal before the task runs is a second signal
             loop.call_soon_threadsafe(self._start, quick, frame)
-        elif self._handed_over or not quick:
-            # A second SIGTERM stops the server now, as before the hook; a Ctrl-C after the hand-over is
-            # uvicorn's force exit. A Ctrl-C and the master's SIGQUIT arrive together: the second is ignored.
-            self._forward(signum, frame)
-        else:
+        elif not quick:
+            self._forward(signum, frame)  # a second SIGTERM stops the server now, as before the hook
+        elif not self._handed_over:
             loop.call_soon_threadsafe(self._quick.set)  # Ctrl-C during a SIGTERM drain: the rest close now
+        # A SIGINT after the hand-over is not uvicorn's force exit (which skips the lifespan shutdown: slots
+        # not released, pools not closed): a terminal's Ctrl-C reaches the worker both directly and through
+        # the master's SIGQUIT, the second often after a drain of no streams is over. The shutdown is bounded
+        # anyway (blocked writes are cut below), and the master kills what outlives graceful_timeout.
 
     def _start(self, quick: bool, frame: Any) -> None:
         # uvicorn stops on SIGTERM as it would have without the hook (gunicorn logs a worker ended by SIGTERM
@@ -77,7 +83,8 @@ class Drainer:
 
     async def drain(self, then: Callable[[], None] | None = None, *, quick: bool = False) -> None:
         """Refuse new streams, close open ones (evenly over the window, or all at once when ``quick``),
-        wait up to a second (a tenth of the window if longer) for them to end, then call ``then``."""
+        wait up to a second (a tenth of the window if longer; ``QUICK_WAIT`` when quick) for them to end, cut
+        the writes still blocked on clients that stopped reading, then call ``then``."""
         self.draining = True
         if quick:
             self._quick.set()
@@ -96,9 +103,19 @@ class Drainer:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._quick.wait(), delay)
             sub.close("drain")
-        deadline = time.monotonic() + max(window * 0.1, 1.0)
-        while self._open_streams() and time.monotonic() < deadline:  # noqa: ASYNC110 - bounded, 20 polls/s
-            await asyncio.sleep(0.05)
+        await self._until_streams_end(QUICK_WAIT if self._quick.is_set() else max(window * 0.1, 1.0))
+        # A stream still open is one blocked writing to a client that stopped reading (its close cannot reach
+        # it until STREAM_SEND_TIMEOUT_SECONDS): its write ends now, as a slow consumer's, and the endpoint
+        # aborts its connection, which uvicorn's shutdown would otherwise wait on for good.
+        for sub in list(self.hub.subscriptions()):
+            if sub.write_deadline < math.inf:
+                sub.time_out_write()
+        await self._until_streams_end(QUICK_WAIT)
         self._handed_over = True
         if then is not None:
             then()
+
+    async def _until_streams_end(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while self._open_streams() and time.monotonic() < deadline:  # noqa: ASYNC110 - bounded, 20 polls/s
+            await asyncio.sleep(0.05)

@@ -29,7 +29,7 @@ from service.notifications.auth import authenticate_token, bearer
 from service.notifications.tokens import Subscriber
 from service.numbers import ascii_int
 from service.observability import metrics
-from service.serving import CYCLE_KEY, ON_DISCONNECT
+from service.serving import CYCLE_KEY, ON_DISCONNECT, abort_connection
 from service.streaming import delivery_metrics, sse
 from service.streaming.hub import Subscription, keys_for
 from service.streaming.runtime import Runtime, frame_for
@@ -262,11 +262,20 @@ async def _serve(
             watcher.cancel()
         metrics.CONNECTIONS.labels(label).dec()
         metrics.CONNECTIONS_CLOSED.labels(sub.closed or "server").inc()
+        ended = sub.closed == "client"
         if sub.closed not in {"client", "slow_consumer"}:
             # End the body cleanly so the client reconnects; a client that stopped reading gets no more waits.
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(1):
                     await send({"type": "http.response.body", "body": b"", "more_body": False})
+                ended = True
+        if not ended and cycle is not None:
+            # A client that stopped reading: uvicorn would close the connection only once the bytes it holds
+            # had gone out, that is never, and its shutdown waits for every connection. A reset drops them
+            # (the client resumes with Last-Event-ID). The yield lets uvicorn see the connection lost before
+            # this returns, so that an unfinished response is not logged as an error.
+            abort_connection(cycle)
+            await asyncio.sleep(0)
 
 
 async def _watch_disconnect(receive: Receive, sub: Subscription) -> None:
