@@ -22,6 +22,7 @@ import pytest
 
 from service import pgarray
 from tests.observability.helpers import scrape, total
+from tests.redis_support import channel, shared_redis_url
 from tests.support import Api, Server, unique, wait_until
 
 TENANTS = (2_000_000_101, 2_000_000_102)  # no tenant has these ids: the slot tables have no foreign key
@@ -77,9 +78,12 @@ def _live_pids(conn: psycopg.Connection) -> set[int]:
 
 
 @contextlib.contextmanager
-def _listener_kept_away(conn: psycopg.Connection, srv: Server) -> Iterator[None]:
-    """Kill the server's listener and keep its new connection from registering until the block ends: the
-    registration's write waits for this ``SHARE`` lock (reads of the table do not). On entry the worker is
+def _listener_kept_away(
+    conn: psycopg.Connection, srv: Server, liveness: str = "beacon-listener"
+) -> Iterator[None]:
+    """Kill the server's liveness connection (``application_name`` ``liveness``: the listener's with
+    LISTEN/NOTIFY, ``beacon-worker`` with Redis) and keep its new one from registering until the block ends:
+    the registration's write waits for this ``SHARE`` lock (reads of the table do not). On entry the worker is
     not live and its registration is waiting; at the end of the block the lock goes."""
     pids = set(srv.worker_pids())
     blocker = psycopg.connect(_url())  # a transaction: the lock lasts until it ends
@@ -87,7 +91,8 @@ def _listener_kept_away(conn: psycopg.Connection, srv: Server) -> Iterator[None]
         blocker.execute("LOCK TABLE beacon_stream_worker IN SHARE MODE")
         killed = conn.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE application_name = 'beacon-listener' AND datname = current_database()"
+            "WHERE application_name = %s AND datname = current_database()",
+            [liveness],
         ).fetchall()
         assert killed
 
@@ -115,21 +120,24 @@ def _live_again(conn: psycopg.Connection, srv: Server) -> None:
     )
 
 
-def test_connects_while_not_live_get_503_and_limits_hold_after(start_server, make_tenant) -> None:
-    """A recipient at its limit (3) of tenant A; while the worker is not live every connect gets ``503
-    unavailable`` with ``Retry-After`` (not a stream), those that every limit allows too. After it registers
-    again, A's recipient is still at its limit (``429``) and tenant B's recipient with the same id has its
-    own three."""
+@pytest.mark.parametrize("broker", ["postgres", "redis"])
+def test_connects_while_not_live_get_503_and_limits_hold_after(start_server, make_tenant, broker) -> None:
+    """A recipient at its limit (3) of tenant A; while the worker is not live (its listener gone, or with
+    Redis its presence connection) every connect gets ``503 unavailable`` with ``Retry-After`` (not a stream),
+    those that every limit allows too. After it registers again, A's recipient is still at its limit
+    (``429``) and tenant B's recipient with the same id has its own three."""
     (tenant_a, key_a), (tenant_b, key_b) = (
         make_tenant(max_connections_per_recipient=3),
         make_tenant(max_connections_per_recipient=3),
     )
-    srv = start_server(workers=1)
+    env = {"BROKER_URL": shared_redis_url(), "BROKER_CHANNEL": channel()} if broker == "redis" else {}
+    liveness = "beacon-worker" if broker == "redis" else "beacon-listener"
+    srv = start_server(workers=1, **env)
     api_a, api_b = Api(srv.url, key_a), Api(srv.url, key_b)
     open_streams = [_open(srv.port, api_a.token("u")) for _ in range(3)]
     assert [status for status, _ in open_streams] == [200, 200, 200]
     with psycopg.connect(_url(), autocommit=True) as conn:
-        with _listener_kept_away(conn, srv):
+        with _listener_kept_away(conn, srv, liveness):
             for token in (api_a.token("u"), api_a.token("w"), api_b.token("u"), api_b.token("u")):
                 status, retry_after, body = _refused(srv.url, token)
                 assert status == 503 and retry_after is not None, (status, body)
