@@ -162,6 +162,8 @@ class Server:
     metrics_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    _database_url: str = ""
+    _workers: int = 1
 
     @property
     def url(self) -> str:
@@ -193,6 +195,8 @@ class Server:
             "PYTHONUNBUFFERED": "1",
             **self.env,
         }
+        self._database_url = env.get("DATABASE_URL", "")
+        self._workers = workers
         self.log_path = tmp / f"gunicorn-{self.port}.log"
         log = self.log_path.open("wb")
         self.process = subprocess.Popen(
@@ -233,9 +237,29 @@ class Server:
             return False  # not bound yet: whatever answers on this port now is not this server
         try:
             # Both workers must be ready: ask a few times (each request may land on either worker).
-            return all(httpx.get(self.url + "/readyz", timeout=2).status_code == 200 for _ in range(4))
+            if not all(httpx.get(self.url + "/readyz", timeout=2).status_code == 200 for _ in range(4)):
+                return False
         except httpx.HTTPError:
             return False
+        return self._workers_live()
+
+    def _workers_live(self) -> bool:
+        """Every worker is registered and live (``beacon_live_workers``): the readiness probe may have landed
+        on the same worker each time, and a worker not yet live refuses streams (``503``, streaming/0006)."""
+        import psycopg
+
+        pids = set(self.worker_pids())
+        if len(pids) < self._workers or not self._database_url:
+            return not self._database_url and len(pids) >= self._workers
+        try:
+            with psycopg.connect(self._database_url, autocommit=True, connect_timeout=2) as conn:
+                ids = [row[0] for row in conn.execute("SELECT id FROM beacon_live_workers()").fetchall()]
+        except psycopg.Error:
+            return False
+        live = {
+            int(parts[-2]) for parts in (i.split(":") for i in ids) if len(parts) >= 3 and parts[-2].isdigit()
+        }
+        return pids <= live
 
     def log_tail(self, lines: int = 60) -> str:
         if self.log_path is None or not self.log_path.exists():

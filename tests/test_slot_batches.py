@@ -72,7 +72,8 @@ def test_concurrent_connects_on_two_servers_never_exceed_the_limits(start_server
     samples = [scrape(pod.metrics_port) for pod in pods]
     statements = sum(total(s, "beacon_stream_batch_statements_total", kind="slots") for s in samples)
     operations = sum(total(s, "beacon_stream_batched_requests_total", kind="slots") for s in samples)
-    assert operations == 50 + 25 and 0 < statements < operations
+    # 50 connects, 25 releases, one registration per worker (it rides on the slot batcher: streaming/0006)
+    assert operations == 50 + 25 + 4 and 0 < statements < operations
 
 
 # --- the decision itself, in the database, against a model of deciding one by one ----------------------------
@@ -191,8 +192,8 @@ def _one_batch(
 ) -> tuple[list, int]:
     """On a pool of its own, worker ``worker`` acquires ``first`` (limits 100), then releases it while the
     acquisitions ``then`` (tenant id, recipient, schema to read in or ``None``) are queued: they share the next
-    statement. Returns the answers to ``then`` and the number of statements sent, then forgets ``worker``'s
-    slots."""
+    statement. Registers ``worker`` first (an idle connection of its own stands for it) and returns the answers to
+    ``then`` and the number of statements sent after the registration."""
     import asyncio
 
     from psycopg_pool import AsyncConnectionPool
@@ -202,15 +203,20 @@ def _one_batch(
     url = os.environ["BEACON_TEST_DATABASE_URL"]
 
     async def run() -> tuple[list, int]:
-        async with AsyncConnectionPool(url, min_size=1, max_size=1, kwargs={"autocommit": True}) as pool:
+        async with (
+            AsyncConnectionPool(url, min_size=1, max_size=1, kwargs={"autocommit": True}) as pool,
+            await psycopg.AsyncConnection.connect(url, autocommit=True) as liveness,
+        ):
             slots = Slots(pool, worker, interval=0.05)
+            assert await slots.register(liveness.info.backend_pid)  # a worker takes slots only while live
+            registered = slots.batcher.statements
             await slots.acquire(*first, 100, 100)  # one in flight: the next ones share a batch
             slots.release(*first)
             answers = await asyncio.gather(
                 *(slots.acquire(tenant, recipient, 100, 100, schema) for tenant, recipient, schema in then)
             )
             await slots.close()
-            return list(answers), slots.batcher.statements
+            return list(answers), slots.batcher.statements - registered
 
     return asyncio.run(run())
 
@@ -218,6 +224,7 @@ def _one_batch(
 def _forget_worker(conn: psycopg.Connection, worker: str) -> None:
     for table in ("beacon_slot_tenant", "beacon_slot_recipient"):
         conn.execute(f"DELETE FROM {table} WHERE worker = %s", [worker])
+    conn.execute("DELETE FROM beacon_stream_worker WHERE id = %s", [worker])
 
 
 def test_opening_reads_in_the_slot_statement_are_each_tenants_own(make_tenant) -> None:
@@ -310,3 +317,105 @@ def test_a_registration_keeps_the_slots_of_a_worker_that_is_only_momentarily_not
     slot_db.execute(
         "INSERT INTO beacon_stream_worker (id, listener_pid, listener_started) VALUES (%s, 0, now())", [DEAD]
     )
+
+
+# --- a worker that is not live takes nothing; a registration rewrites its rows (streaming/0006) --------------
+
+
+def _rows(conn: psycopg.Connection, worker: str) -> tuple[dict[int, int], dict[tuple[int, str], int]]:
+    """``worker``'s slot rows of ``TENANTS``: per tenant, and per (tenant, recipient)."""
+    tenants = conn.execute(
+        "SELECT tenant_id, count FROM beacon_slot_tenant WHERE worker = %s AND tenant_id = ANY(%s)",
+        [worker, list(TENANTS)],
+    ).fetchall()
+    recipients = conn.execute(
+        "SELECT tenant_id, recipient, count FROM beacon_slot_recipient WHERE worker = %s "
+        "AND tenant_id = ANY(%s)",
+        [worker, list(TENANTS)],
+    ).fetchall()
+    return dict(tenants), {(t, r): n for t, r, n in recipients}
+
+
+def _hold(conn: psycopg.Connection, worker: str, tenant: int, recipient: str, count: int) -> None:
+    conn.execute(
+        "INSERT INTO beacon_slot_tenant VALUES (%s, %s, %s) ON CONFLICT (tenant_id, worker) "
+        "DO UPDATE SET count = beacon_slot_tenant.count + excluded.count",
+        [tenant, worker, count],
+    )
+    conn.execute(
+        "INSERT INTO beacon_slot_recipient VALUES (%s, %s, %s, %s)", [tenant, recipient, worker, count]
+    )
+
+
+def test_a_worker_that_is_not_live_is_granted_nothing_and_its_releases_still_apply(slot_db) -> None:
+    """A batch of a worker whose liveness backend is gone answers ``not_live`` to every acquisition, even one
+    that every limit allows (its grant would count for no worker), and still applies the batch's releases;
+    the same batch from a live worker is granted. Two tenants, the same recipient id."""
+    _forget_slots(slot_db)
+    _hold(slot_db, DEAD, TENANTS[0], "a", 2)
+    batch = [
+        DEAD,
+        pgarray.literal([TENANTS[0]]),
+        pgarray.literal(["a"]),
+        pgarray.literal([TENANTS[0], TENANTS[1]]),
+        pgarray.literal(["a", "a"]),
+        pgarray.literal([100, 100]),
+        pgarray.literal([100, 100]),
+    ]
+    statement = (
+        "SELECT beacon_slots(%s, %s::bigint[], %s::text[], %s::bigint[], %s::text[], %s::integer[], "
+        "%s::integer[])"
+    )
+    (answers,) = slot_db.execute(statement, batch).fetchone()
+    assert answers == ["not_live", "not_live"]
+    assert _rows(slot_db, DEAD) == ({TENANTS[0]: 1}, {(TENANTS[0], "a"): 1})  # the release applied, no grant
+    (answers,) = slot_db.execute(statement, [WORKER, "{}", "{}", *batch[3:]]).fetchone()
+    assert answers == ["ok", "ok"]
+    assert _rows(slot_db, WORKER) == (
+        {TENANTS[0]: 1, TENANTS[1]: 1},
+        {(TENANTS[0], "a"): 1, (TENANTS[1], "a"): 1},
+    )
+    _forget_slots(slot_db)
+
+
+def test_a_registration_rewrites_the_workers_rows_from_its_streams(slot_db) -> None:
+    """``beacon_register_worker`` with counts replaces every row of the registering worker by the counts
+    given (rows that were too high, too low, or missing alike), per tenant and per (tenant, recipient) with
+    the same recipient id in two tenants kept apart; another worker's rows are untouched; it answers whether
+    the worker is live (``false`` for a backend already gone, and its rows are still rewritten)."""
+    _forget_slots(slot_db)
+    _hold(slot_db, WORKER, TENANTS[0], "a", 7)  # history: too high
+    _hold(slot_db, WORKER, TENANTS[0], "stale", 1)  # a stream long gone
+    _hold(slot_db, DEAD, TENANTS[1], "a", 2)
+    register = "SELECT beacon_register_worker(%s, %s, %s::bigint[], %s::text[], %s::integer[])"
+    counts = [
+        pgarray.literal([TENANTS[0], TENANTS[1], TENANTS[0]]),
+        pgarray.literal(["a", "a", "b"]),
+        pgarray.literal([2, 3, 1]),
+    ]
+    (pid,) = slot_db.execute("SELECT pg_backend_pid()").fetchone()
+    (live,) = slot_db.execute(register, [WORKER, pid, *counts]).fetchone()
+    assert live is True
+    assert _rows(slot_db, WORKER) == (
+        {TENANTS[0]: 3, TENANTS[1]: 3},
+        {(TENANTS[0], "a"): 2, (TENANTS[1], "a"): 3, (TENANTS[0], "b"): 1},
+    )
+    assert _rows(slot_db, DEAD) == ({TENANTS[1]: 2}, {(TENANTS[1], "a"): 2})
+    (live,) = slot_db.execute(register, [WORKER, pid, "{}", "{}", "{}"]).fetchone()
+    assert live is True and _rows(slot_db, WORKER) == ({}, {})  # no open streams: no rows
+    # A registration older than a day, deleted with its rows by another's registration after a restart,
+    # comes back with its counts when the worker registers again (its backend gone: not live yet).
+    slot_db.execute(
+        "UPDATE beacon_stream_worker SET seen_at = now() - interval '2 days' WHERE id = %s", [DEAD]
+    )
+    slot_db.execute(register, [WORKER, pid, "{}", "{}", "{}"])
+    assert _rows(slot_db, DEAD) == ({}, {})
+    (live,) = slot_db.execute(register, [DEAD, 0, *counts]).fetchone()
+    assert live is False
+    assert _rows(slot_db, DEAD)[1] == {(TENANTS[0], "a"): 2, (TENANTS[1], "a"): 3, (TENANTS[0], "b"): 1}
+    slot_db.execute(
+        "INSERT INTO beacon_stream_worker (id, listener_pid, listener_started) VALUES (%s, 0, now()) "
+        "ON CONFLICT (id) DO NOTHING",
+        [DEAD],
+    )
+    _forget_slots(slot_db)

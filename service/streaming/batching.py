@@ -5,7 +5,8 @@ when the one in flight is answered and at least ``interval`` seconds after it wa
 (a dropped connection, a database restart) its waiters get the error, and the requests nobody waits for (slot
 releases) go again with the next statement, at most ``RETRY_SECONDS`` later: they are never lost. A lone connect
 therefore waits for one round trip, and a storm of connects costs one statement per ``interval`` per worker
-instead of one (or two) per connect, without serialising anything per connect.
+instead of one (or two) per connect, without serialising anything per connect. An answer whose waiter stopped
+waiting (cancelled) goes to ``unclaimed``, so that what it took (a slot) can be given back.
 """
 
 from __future__ import annotations
@@ -28,9 +29,14 @@ class Batcher(Generic[Q, A]):
     """Answers ``await submit(q)`` with ``handle([q, …])[i]``; a failed statement fails its whole batch."""
 
     def __init__(
-        self, name: str, handle: Callable[[list[Q]], Awaitable[Sequence[A]]], interval: float
+        self,
+        name: str,
+        handle: Callable[[list[Q]], Awaitable[Sequence[A]]],
+        interval: float,
+        unclaimed: Callable[[Q, A], None] | None = None,
     ) -> None:
         self.name = name
+        self._unclaimed = unclaimed
         self.statements = 0  # batches sent (tests and the benchmark read it)
         self._handle = handle
         self._interval = interval
@@ -82,10 +88,17 @@ class Batcher(Generic[Q, A]):
                     self._wake.set()
                     continue
             else:
-                for (_, future), answer in zip(batch, answers, strict=True):
-                    if future is not None and not future.done():
-                        future.set_result(answer)
+                self._answer(batch, answers)
             await asyncio.sleep(self._interval)  # what arrives meanwhile goes in the next statement
+
+    def _answer(self, batch: list[tuple[Q, asyncio.Future[A] | None]], answers: Sequence[A]) -> None:
+        for (query, future), answer in zip(batch, answers, strict=True):
+            if future is None:
+                continue
+            if not future.done():
+                future.set_result(answer)
+            elif future.cancelled() and self._unclaimed is not None:
+                self._unclaimed(query, answer)
 
     async def flush(self) -> None:
         """Send what is pending now (shutdown), then stop the loop."""

@@ -23,7 +23,7 @@ from django.conf import settings
 from django.http.cookie import parse_cookie
 
 from service import cors
-from service.errors import ApiError, unauthenticated
+from service.errors import ApiError, unauthenticated, unavailable
 from service.http import query_problem
 from service.notifications.auth import authenticate_token, bearer
 from service.notifications.tokens import Subscriber
@@ -33,7 +33,7 @@ from service.serving import CYCLE_KEY, ON_DISCONNECT, abort_connection
 from service.streaming import delivery_metrics, sse
 from service.streaming.hub import Subscription, keys_for
 from service.streaming.runtime import Runtime, frame_for
-from service.streaming.slots import OK, Opening
+from service.streaming.slots import NOT_LIVE, OK, Opening
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -401,7 +401,9 @@ async def _prepare(
 
 async def _take_slot(runtime: Runtime, subscriber: Subscriber, reads: bool = True) -> Opening:
     """The subscriber's slot (with ``reads``, also its tenant's ids and its unread count: ``Opening``);
-    ``429 too_many_connections`` with ``Retry-After`` when the tenant's or the recipient's limit refuses it."""
+    ``429 too_many_connections`` with ``Retry-After`` when the tenant's or the recipient's limit refuses it;
+    ``503 unavailable`` with ``Retry-After`` while this worker is not live (its liveness connection is being
+    re-established: a grant would count for no worker, migration ``streaming/0006``, docs/errors.md)."""
     assert runtime.slots is not None
     tenant = subscriber.tenant
     opening = await runtime.slots.acquire(
@@ -411,6 +413,8 @@ async def _take_slot(runtime: Runtime, subscriber: Subscriber, reads: bool = Tru
         tenant.max_connections_per_recipient,
         tenant.schema if reads else None,
     )
+    if opening.outcome == NOT_LIVE:
+        raise unavailable("this worker's database connection is being re-established; try again shortly")
     if opening.outcome != OK:
         scope_name = "tenant" if opening.outcome == "tenant" else "recipient"
         raise ApiError(

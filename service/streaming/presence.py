@@ -6,6 +6,9 @@ PostgreSQL sees its socket close: no heartbeat writes, nothing while idle. With 
 the listener's; a broker outside PostgreSQL has none, so the worker keeps one idle connection of its own
 (``WorkerPresence``, ``application_name`` ``beacon-worker``, no LISTEN) and runs its periodic newest-id check
 on it (``Listener.check_newest``).
+
+The registration itself is ``Slots.register`` (``service/streaming/slots.py``): it goes through the slot
+batcher and rewrites the worker's slot rows from its open streams (migration ``streaming/0006``).
 """
 
 from __future__ import annotations
@@ -17,18 +20,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import psycopg
-from psycopg_pool import AsyncConnectionPool
 
 from service.streaming.store import newest_ids_query
 
 log = logging.getLogger(__name__)
 CHECK_BATCH = 200  # tenants per newest-id statement
-
-
-async def register_worker(pool: AsyncConnectionPool, worker_id: str, backend_pid: int) -> None:
-    """Record ``backend_pid`` as ``worker_id``'s liveness backend and drop the slots of dead workers."""
-    async with pool.connection() as conn:
-        await conn.execute("SELECT beacon_register_worker(%s, %s)", [worker_id, backend_pid])
 
 
 class WorkerPresence:
@@ -42,12 +38,14 @@ class WorkerPresence:
         tracked: Callable[[], dict[str, int]],
         on_newest: Callable[[dict[str, int]], Awaitable[None]],
         interval: float,
+        on_lost: Callable[[], None] = lambda: None,
     ) -> None:
         self._conninfo = conninfo
         self._register = register
         self._tracked = tracked
         self._on_newest = on_newest
         self._interval = interval
+        self._on_lost = on_lost  # the connection dropped: this worker is not live until it registers again
         self.backend_pid: int | None = None
 
     async def run(self) -> None:
@@ -68,6 +66,7 @@ class WorkerPresence:
             except Exception as exc:  # reconnect and register again: slots count again from then on
                 log.warning("worker presence connection lost: %s", exc)
             self.backend_pid = None
+            self._on_lost()
             await asyncio.sleep(backoff * (0.5 + random.random()))
             backoff = min(backoff * 2, 5.0)
 

@@ -27,7 +27,7 @@ from service.streaming.gc_tuning import tune_for_long_lived_objects
 from service.streaming.heartbeats import run_heartbeats
 from service.streaming.hub import Hub
 from service.streaming.listener import Listener
-from service.streaming.presence import WorkerPresence, register_worker
+from service.streaming.presence import WorkerPresence
 from service.streaming.slots import Slots
 from service.streaming.store import Store
 from service.streaming.unread import UnreadCoalescer
@@ -68,6 +68,7 @@ class Runtime:
                 self.listener.tracked,
                 self.listener.check_newest,
                 settings.BROKER_CHECK_SECONDS,
+                self._liveness_lost,
             )
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -110,7 +111,7 @@ class Runtime:
         self.slots = Slots(self.pool, self.worker_id, settings.STREAM_BATCH_SECONDS)
         self._tasks = [
             asyncio.create_task(
-                self.broker.listen(self.listener.on_announcement, self.listener.on_connected),
+                self.broker.listen(self.listener.on_announcement, self._on_listener_connected),
                 name="beacon-listener",
             ),
             asyncio.create_task(self.unread.run(), name="beacon-unread"),
@@ -153,15 +154,26 @@ class Runtime:
         await self.drainer.drain(then)
 
     async def _register_worker(self) -> None:
-        """Tie this worker's slots to its liveness backend (the listener's, or the presence connection's)."""
+        """Tie this worker's slots to its liveness backend (the listener's, or the presence connection's)
+        and rewrite its slot rows from its open streams (``Slots.register``)."""
         pid = self.broker.backend_pid if self.presence is None else self.presence.backend_pid
-        if pid is None or self.pool is None:
-            return
-        await register_worker(self.pool, self.worker_id, pid)
+        if pid is not None:
+            await self._register_presence(pid)
 
     async def _register_presence(self, pid: int) -> None:
-        if self.pool is not None:
-            await register_worker(self.pool, self.worker_id, pid)
+        if self.slots is not None:
+            await self.slots.register(pid)
+
+    async def _on_listener_connected(self, connected: bool) -> None:
+        """The broker's ``on_connected``; with LISTEN/NOTIFY the listener's backend is the liveness one, so
+        its loss makes this worker refuse connects at once (``503``) until it registers again."""
+        if not connected and self.presence is None:
+            self._liveness_lost()
+        await self.listener.on_connected(connected)
+
+    def _liveness_lost(self) -> None:
+        if self.slots is not None:
+            self.slots.lost()
 
     def _send_unread(self, schema: str, recipient: str, count: int) -> None:
         self.dispatcher.unread(schema, recipient, count)
