@@ -69,32 +69,40 @@ def _tenant_slots(conn: psycopg.Connection, *tenant_ids: int) -> dict[int, int]:
     return {t: int(n) for t, n in rows}
 
 
+def _worker_pid(worker_id: str) -> int | None:
+    """The OS pid in a worker id (``host:pid:suffix``)."""
+    parts = worker_id.split(":")
+    return int(parts[-2]) if len(parts) >= 3 and parts[-2].isdigit() else None
+
+
 def _live_pids(conn: psycopg.Connection) -> set[int]:
-    """The worker pids among the live registrations (worker ids are ``host:pid:suffix``)."""
-    ids = [row[0] for row in conn.execute("SELECT id FROM beacon_live_workers()").fetchall()]
+    """The worker pids among the live registrations."""
     return {
-        int(parts[-2]) for parts in (i.split(":") for i in ids) if len(parts) >= 3 and parts[-2].isdigit()
+        pid
+        for (worker,) in conn.execute("SELECT id FROM beacon_live_workers()").fetchall()
+        if (pid := _worker_pid(worker)) is not None
     }
 
 
 @contextlib.contextmanager
-def _listener_kept_away(
-    conn: psycopg.Connection, srv: Server, liveness: str = "beacon-listener"
-) -> Iterator[None]:
-    """Kill the server's liveness connection (``application_name`` ``liveness``: the listener's with
-    LISTEN/NOTIFY, ``beacon-worker`` with Redis) and keep its new one from registering until the block ends:
-    the registration's write waits for this ``SHARE`` lock (reads of the table do not). On entry the worker is
-    not live and its registration is waiting; at the end of the block the lock goes."""
+def _listener_kept_away(conn: psycopg.Connection, srv: Server) -> Iterator[None]:
+    """Kill the server's liveness connections (the backends its workers registered: the listener's with
+    LISTEN/NOTIFY, the presence connection's with Redis; no other server's, since the session's server shares
+    this database) and keep their new ones from registering until the block ends: the registration's write
+    waits for this ``SHARE`` lock (reads of the table do not). On entry the workers are not live and their
+    registrations are waiting; at the end of the block the lock goes."""
     pids = set(srv.worker_pids())
+    backends = [
+        backend
+        for worker, backend in conn.execute("SELECT id, listener_pid FROM beacon_stream_worker").fetchall()
+        if _worker_pid(worker) in pids
+    ]
+    assert len(backends) == len(pids), backends
     blocker = psycopg.connect(_url())  # a transaction: the lock lasts until it ends
     try:
         blocker.execute("LOCK TABLE beacon_stream_worker IN SHARE MODE")
-        killed = conn.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE application_name = %s AND datname = current_database()",
-            [liveness],
-        ).fetchall()
-        assert killed
+        killed = conn.execute("SELECT pg_terminate_backend(pid) FROM unnest(%s::int[]) AS pid", [backends])
+        assert all(ok for (ok,) in killed.fetchall())
 
         def registration_waits() -> bool:
             (waiting,) = conn.execute(
@@ -102,7 +110,7 @@ def _listener_kept_away(
                 "AND pid <> pg_backend_pid() AND wait_event_type = 'Lock' "
                 "AND query LIKE '%beacon_register_worker%'"
             ).fetchone()
-            return not (_live_pids(conn) & pids) and waiting == len(pids)
+            return not (_live_pids(conn) & pids) and waiting >= len(pids)
 
         wait_until(registration_waits, timeout=20, message="the new listener's registration to wait")
         yield
@@ -131,13 +139,12 @@ def test_connects_while_not_live_get_503_and_limits_hold_after(start_server, mak
         make_tenant(max_connections_per_recipient=3),
     )
     env = {"BROKER_URL": shared_redis_url(), "BROKER_CHANNEL": channel()} if broker == "redis" else {}
-    liveness = "beacon-worker" if broker == "redis" else "beacon-listener"
     srv = start_server(workers=1, **env)
     api_a, api_b = Api(srv.url, key_a), Api(srv.url, key_b)
     open_streams = [_open(srv.port, api_a.token("u")) for _ in range(3)]
     assert [status for status, _ in open_streams] == [200, 200, 200]
     with psycopg.connect(_url(), autocommit=True) as conn:
-        with _listener_kept_away(conn, srv, liveness):
+        with _listener_kept_away(conn, srv):
             for token in (api_a.token("u"), api_a.token("w"), api_b.token("u"), api_b.token("u")):
                 status, retry_after, body = _refused(srv.url, token)
                 assert status == 503 and retry_after is not None, (status, body)
