@@ -149,6 +149,8 @@ def test_connects_while_not_live_get_503_and_limits_hold_after(start_server, mak
                 status, retry_after, body = _refused(srv.url, token)
                 assert status == 503 and retry_after is not None, (status, body)
                 assert body["error"]["code"] == "unavailable"
+            ready = httpx.get(srv.url + "/readyz")  # out of load balancing meanwhile, with either broker
+            assert ready.status_code == 503 and ready.json()["checks"]["slots"] == "down", ready.text
             assert _recipient_slots(conn, tenant_a.id, tenant_b.id) == {(tenant_a.id, "u"): 3}
         _live_again(conn, srv)
         assert _refused(srv.url, api_a.token("u"))[0] == 429
@@ -168,6 +170,38 @@ def test_connects_while_not_live_get_503_and_limits_hold_after(start_server, mak
             timeout=20,
             message="every slot to come back",
         )
+
+
+def test_a_worker_without_streams_notices_its_presence_connection_lost(start_server, make_tenant) -> None:
+    """With Redis the presence connection runs no statement while the worker has no stream: its loss must
+    still be noticed (the wait is on its socket), or the worker would stay not live and refuse every stream
+    for good while ``/readyz`` said ready. Here it is killed once, not held away: it comes back by itself."""
+    _tenant, key = make_tenant()
+    srv = start_server(workers=1, BROKER_URL=shared_redis_url(), BROKER_CHANNEL=channel())
+    api = Api(srv.url, key)
+    with psycopg.connect(_url(), autocommit=True) as conn:
+        pids = set(srv.worker_pids())
+        backends = [
+            b
+            for w, b in conn.execute("SELECT id, listener_pid FROM beacon_stream_worker")
+            if _worker_pid(w) in pids
+        ]
+        assert len(backends) == 1
+        conn.execute("SELECT pg_terminate_backend(%s)", [backends[0]])
+
+        def registered_again() -> bool:
+            live = [w for (w,) in conn.execute("SELECT id FROM beacon_live_workers()")]
+            again = conn.execute(
+                "SELECT 1 FROM beacon_stream_worker WHERE listener_pid <> ALL(%s) AND id = ANY(%s)",
+                [backends, live],
+            ).fetchone()
+            return again is not None and httpx.get(srv.url + "/readyz").status_code == 200
+
+        wait_until(registered_again, timeout=20, message="the worker to register a new presence connection")
+    status, sock = _open(srv.port, api.token(unique()))
+    sock.close()
+    assert status == 200
+    assert httpx.get(srv.url + "/readyz").status_code == 200
 
 
 def test_after_registering_again_the_rows_are_the_open_streams(start_server, make_tenant) -> None:

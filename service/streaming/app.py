@@ -194,6 +194,7 @@ class BeaconApp:
         checks: dict[str, object] = {
             "database": database,
             "listener": "ok" if runtime.listener_connected else "down",
+            "slots": "ok" if runtime.slots_live else "down",  # streams are refused 503 until it is live
             "draining": "yes" if draining else "no",
             # this worker's counts, for operators and for tests that check nothing leaks
             "streams": runtime.open_streams,
@@ -205,6 +206,7 @@ class BeaconApp:
             for name, ok in (
                 ("database", database == "ok"),
                 ("listener", checks["listener"] == "ok"),
+                ("slots", checks["slots"] == "ok"),
                 ("draining", not draining),
             )
             if not ok

@@ -27,6 +27,15 @@ log = logging.getLogger(__name__)
 CHECK_BATCH = 200  # tenants per newest-id statement
 
 
+async def _idle(conn: psycopg.AsyncConnection[Any], seconds: float) -> None:
+    """Wait ``seconds`` on ``conn``'s socket rather than asleep: the connection has nothing to say (no LISTEN),
+    so the only thing that can arrive is its end (a terminated backend, a database restart), which raises
+    here at once. Without a statement, a worker with no streams, which runs none, never noticed, and stayed
+    not live (refusing every stream) for good."""
+    async for _ in conn.notifies(timeout=seconds):
+        pass
+
+
 class WorkerPresence:
     """One idle PostgreSQL connection standing for this worker; every ``interval`` seconds, while tenants
     have streams here, one statement reads their newest ids and hands them to ``on_newest``."""
@@ -59,7 +68,7 @@ class WorkerPresence:
                     await self._register(self.backend_pid)
                     backoff = 0.1
                     while True:
-                        await asyncio.sleep(self._interval)
+                        await _idle(conn, self._interval)
                         await self._check(conn)
             except asyncio.CancelledError:
                 raise

@@ -80,6 +80,12 @@ class Runtime:
     def listener_connected(self) -> bool:
         return self.listener.connected
 
+    @property
+    def slots_live(self) -> bool:
+        """This worker is registered and live, so it can take stream slots (``Slots.live``): with Redis its
+        presence connection, which the listener's state does not tell."""
+        return self.slots is not None and self.slots.live
+
     # --- lifecycle ------------------------------------------------------------------------------------
     async def start(self) -> None:
         tune_for_long_lived_objects()

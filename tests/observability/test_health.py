@@ -61,9 +61,11 @@ def test_readyz_names_the_listener_while_it_is_down_and_recovers(
 
         body = wait_for(_in_a_row(readyz, listener_down), message="readyz to report the listener down")
         assert body["error"]["code"] == "not_ready"
-        assert body["error"]["message"] == "failing: listener"
+        # With LISTEN/NOTIFY the listener's connection is also the worker's liveness one: no slots either.
+        assert body["error"]["message"] == "failing: listener, slots"
         assert body["error"]["field"] == "listener"
         assert (body["checks"]["database"], body["checks"]["draining"]) == ("ok", "no")
+        assert body["checks"]["slots"] == "down"
         assert httpx.get(f"{srv.url}/healthz", timeout=5).status_code == 200  # alive, only not ready
         wait_for(
             lambda: (
@@ -109,7 +111,12 @@ def test_readyz_reads_draining_once_so_a_sigterm_during_its_ping_gives_one_answe
         runtime.draining = True  # the signal's callback ran while the ping was in flight
 
     runtime = SimpleNamespace(
-        draining=False, listener_connected=True, open_streams=0, hub=Hub(), store=SimpleNamespace(ping=ping)
+        draining=False,
+        listener_connected=True,
+        slots_live=True,
+        open_streams=0,
+        hub=Hub(),
+        store=SimpleNamespace(ping=ping),
     )
     app = BeaconApp(None)
     app.runtime = runtime  # type: ignore[assignment]
