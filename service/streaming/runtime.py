@@ -149,13 +149,6 @@ class Runtime:
     def newest_dispatched(self, schema: str) -> int | None:
         return self.listener.newest_dispatched(schema)
 
-    def ready_problem(self) -> str | None:
-        if self.draining:
-            return "draining"
-        if not self.listener_connected:
-            return "listener"
-        return None
-
     async def drain(self, then: Callable[[], None] | None = None) -> None:
         await self.drainer.drain(then)
 
