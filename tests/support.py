@@ -367,12 +367,10 @@ def stalled_stream(port: int, api: Api) -> socket.socket:
     return sock
 
 
-def tcp_state(sock: socket.socket) -> int:
-    """The kernel's TCP state of ``sock`` (``tcp_info.tcpi_state``): 1 established, 7 closed (reset)."""
-    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0]
-
-
-TCP_CLOSE = 7  # tcpi_state of a connection that was reset (or closed on both ends)
+def connection_reset(sock: socket.socket) -> bool:
+    """Whether the peer reset ``sock``'s connection: the kernel's TCP state (``tcp_info.tcpi_state``) is
+    closed (7), where a connection the server merely closed with bytes still unsent stays established (1)."""
+    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0] == 7
 
 
 class CheckedThread(threading.Thread):

@@ -16,13 +16,12 @@ import psycopg
 import pytest
 
 from tests.support import (
-    TCP_CLOSE,
     Api,
     CheckedThread,
+    connection_reset,
     sse_stream,
     stalled_stream,
     take,
-    tcp_state,
     unique,
     wait_until,
 )
@@ -123,7 +122,7 @@ def test_a_quick_shutdown_closes_streams_at_once_and_exits_cleanly(start_server,
             received += chunk
         assert received.endswith(b"0\r\n\r\n"), received[-200:]
         sock.close()
-    assert tcp_state(stalled) == TCP_CLOSE  # reset by the server: never read, so no clean end could arrive
+    assert connection_reset(stalled)  # reset by the server: never read, so no clean end could arrive
     stalled.close()
     log = srv.log_text(offset)
     closed = [int(n) for n in re.findall(r"closing (\d+) streams at once", log)]

@@ -14,18 +14,9 @@ from django.db import connection
 from django_tenants.utils import schema_context
 
 from service.notifications.models import Notification
+from tests import support
 from tests.observability.helpers import scrape, total
-from tests.support import (
-    TCP_CLOSE,
-    Api,
-    CheckedThread,
-    sse_stream,
-    stalled_stream,
-    take,
-    tcp_state,
-    unique,
-    wait_until,
-)
+from tests.support import Api, CheckedThread, sse_stream, take, unique, wait_until
 
 
 def test_delivery_shape_and_headers(acme: Api):
@@ -481,7 +472,7 @@ def test_slow_consumer_is_cut_off_and_others_are_not_slowed(start_server, make_t
     api = Api(srv.url, key)
     fast_user = unique("fast")
     with sse_stream(srv.url, api.token(fast_user)) as fast:
-        slow = stalled_stream(srv.port, api)
+        slow = support.stalled_stream(srv.port, api)
         sent = api.publish_ok({"recipient": fast_user, "data": "still fast"})
         (event,) = take(fast, 1)
         assert event.id == sent[0]["id"]
@@ -492,7 +483,7 @@ def test_slow_consumer_is_cut_off_and_others_are_not_slowed(start_server, make_t
 
     wait_until(slow_stream_closed, timeout=20, message="the slow consumer to be disconnected")
     wait_until(
-        lambda: tcp_state(slow) == TCP_CLOSE, timeout=10, message="the slow consumer's connection reset"
+        lambda: support.connection_reset(slow), timeout=10, message="the slow consumer's connection reset"
     )
     slow.close()
 
