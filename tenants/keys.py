@@ -24,8 +24,13 @@ class ParsedKey:
 
 
 def generate() -> tuple[str, str, str]:
-    """A new key: ``(full key, public id, secret hash)``. The full key is shown once, never stored."""
+    """A new key: ``(full key, public id, secret hash)``. The full key is shown once, never stored.
+
+    The public id never begins with ``-``: operators pass it alone to commands (``revoke_api_key ID``), where
+    argparse would take it for an option (one id in 64 did). Ids of older keys that do go after ``--``."""
     public_id = secrets.token_urlsafe(9)  # 9 bytes -> exactly 12 characters
+    while public_id.startswith("-"):  # drawn again, not patched: ids stay uniform over the rest
+        public_id = secrets.token_urlsafe(9)
     secret = secrets.token_urlsafe(32)  # 32 bytes -> 43 characters
     return f"{PREFIX}{public_id}_{secret}", public_id, hash_secret(secret)
 

@@ -28,6 +28,23 @@ def test_key_format_parses_by_position_even_with_underscores():
     assert parsed is not None and parsed.public_id == pid and keys.secret_matches(parsed.secret, digest)
 
 
+def test_public_ids_never_begin_with_a_dash() -> None:
+    """``revoke_api_key ID`` would read such an id as an option (one id in 64 did: a flaky revocation test)."""
+    ids = [keys.generate()[1] for _ in range(3000)]  # about 47 would begin with "-" by chance
+    assert not [pid for pid in ids if pid.startswith("-")]
+    assert {pid[0] for pid in ids} >= set("AZaz09_")  # still drawn from the rest of the alphabet
+
+
+def test_an_older_key_whose_id_begins_with_a_dash_is_revoked_after_double_dash(make_tenant) -> None:
+    from tenants.models import ApiKey
+
+    _tenant, key = make_tenant()
+    legacy = "-" + keys.parse(key).public_id[1:]
+    ApiKey.objects.filter(public_id=keys.parse(key).public_id).update(public_id=legacy)
+    out = manage("revoke_api_key", "--", legacy)
+    assert out.returncode == 0 and out.stdout.strip() == f"revoked {legacy}", out.stderr
+
+
 def test_missing_and_malformed_keys_are_401_unauthenticated(server):
     for headers in ({}, {"Authorization": "Bearer nonsense"}, {"Authorization": "Basic abc"}):
         response = httpx.post(server.url + "/v1/notifications", json={"recipient": "u"}, headers=headers)

@@ -1,4 +1,7 @@
-"""``revoke_api_key PUBLIC_ID`` (or the whole key): effective on every worker within seconds."""
+"""``revoke_api_key PUBLIC_ID`` (or the whole key): effective on every worker within seconds.
+
+An id that begins with ``-`` (only keys made before ids avoided it, ``tenants.keys.generate``) goes after
+``--``, as any argparse argument must: ``revoke_api_key -- -AbCdEfGhIjK``."""
 
 from __future__ import annotations
 
@@ -15,7 +18,9 @@ class Command(BaseCommand):
     help = "Revoke an API key by its public id (the 12 characters after bk_) or by the whole key."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("key")
+        parser.add_argument(
+            "key", help="the public id, or the whole key; an id that begins with - goes after --"
+        )
 
     def handle(self, *args: Any, key: str, **options: Any) -> None:
         public_id = public_id_from_argument(key)
