@@ -36,21 +36,21 @@ class Drainer:
         self.window = window
         self.draining = False
         self._open_streams = open_streams
-        self._previous: dict[int, Any] = {}  # uvicorn's handlers, which stop the server
+        self._server_stop: Any = None  # uvicorn's SIGTERM handler, which stops the server after a drain
         self._quick = asyncio.Event()  # set: close the rest now (binds to a loop at its first wait)
         self._handed_over = False
-        self._task: asyncio.Task[None] | None = None
+        self._task: asyncio.Task[None] | None = None  # kept: the event loop holds its tasks only weakly
 
     def install_signal_hooks(self) -> None:
         """Call from the event loop's thread once the server runs (the ASGI lifespan startup), after uvicorn
-        installed its own handlers: those are called when the drain is done."""
+        installed its own handlers: its SIGTERM one is called when the drain is done."""
         try:
-            previous: dict[int, Any] = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
-            for signum in previous:
+            server_stop = signal.getsignal(signal.SIGTERM)
+            for signum in (signal.SIGTERM, signal.SIGINT):  # uvicorn's SIGINT handler is not called again
                 signal.signal(signum, self._on_signal)
-            self._previous = previous
+            self._server_stop = server_stop
         except ValueError:  # not the main thread (tests embedding the app): no signal hook
-            self._previous = {}
+            self._server_stop = None
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         # A signal handler runs between two steps of the event loop's own code: only call_soon_threadsafe
@@ -61,7 +61,7 @@ class Drainer:
             self.draining = True  # at once: a second signal before the task runs is a second signal
             loop.call_soon_threadsafe(self._start, quick, frame)
         elif not quick:
-            self._forward(signum, frame)  # a second SIGTERM stops the server now, as before the hook
+            self._stop_server(frame)  # a second SIGTERM stops the server now, as before the hook
         elif not self._handed_over:
             loop.call_soon_threadsafe(self._quick.set)  # Ctrl-C during a SIGTERM drain: the rest close now
         # A SIGINT after the hand-over is not uvicorn's force exit (which skips the lifespan shutdown: slots
@@ -72,14 +72,11 @@ class Drainer:
     def _start(self, quick: bool, frame: Any) -> None:
         # uvicorn stops on SIGTERM as it would have without the hook (gunicorn logs a worker ended by SIGTERM
         # as a normal exit, by SIGINT as unexpected).
-        self._task = asyncio.ensure_future(
-            self.drain(lambda: self._forward(signal.SIGTERM, frame), quick=quick)
-        )
+        self._task = asyncio.ensure_future(self.drain(lambda: self._stop_server(frame), quick=quick))
 
-    def _forward(self, signum: int, frame: Any) -> None:
-        previous = self._previous.get(signum)
-        if callable(previous):
-            previous(signum, frame)
+    def _stop_server(self, frame: Any) -> None:
+        if callable(self._server_stop):
+            self._server_stop(signal.SIGTERM, frame)
 
     async def drain(self, then: Callable[[], None] | None = None, *, quick: bool = False) -> None:
         """Refuse new streams, close open ones (evenly over the window, or all at once when ``quick``),
