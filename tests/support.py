@@ -253,13 +253,9 @@ class Server:
             return not self._database_url and len(pids) >= self._workers
         try:
             with psycopg.connect(self._database_url, autocommit=True, connect_timeout=2) as conn:
-                ids = [row[0] for row in conn.execute("SELECT id FROM beacon_live_workers()").fetchall()]
+                return pids <= live_worker_pids(conn)
         except psycopg.Error:
             return False
-        live = {
-            int(parts[-2]) for parts in (i.split(":") for i in ids) if len(parts) >= 3 and parts[-2].isdigit()
-        }
-        return pids <= live
 
     def log_tail(self, lines: int = 60) -> str:
         if self.log_path is None or not self.log_path.exists():
@@ -349,6 +345,28 @@ def take(
         if len(found) == count:
             break
     return found
+
+
+def open_stream_socket(port: int, token: str) -> tuple[int, socket.socket]:
+    """A stream request on a raw socket kept open: its status and the socket (closing it ends the stream)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+    sock.sendall(f"GET /v1/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n".encode())
+    return int(sock.recv(12).split(b" ")[1]), sock
+
+
+def worker_pid(worker_id: str) -> int | None:
+    """The OS pid in a streaming worker's id (``host:pid:suffix``, as ``beacon_stream_worker`` has it)."""
+    parts = worker_id.split(":")
+    return int(parts[-2]) if len(parts) >= 3 and parts[-2].isdigit() else None
+
+
+def live_worker_pids(conn: Any) -> set[int]:
+    """The OS pids of the workers registered and live (``beacon_live_workers()``) on ``conn`` (psycopg)."""
+    return {
+        pid
+        for (worker,) in conn.execute("SELECT id FROM beacon_live_workers()").fetchall()
+        if (pid := worker_pid(worker)) is not None
+    }
 
 
 def stalled_stream(port: int, api: Api) -> socket.socket:

@@ -21,13 +21,11 @@ from hypothesis import strategies as st
 
 from service import pgarray
 from tests.observability.helpers import scrape, total
-from tests.support import Api, unique, wait_until
+from tests.support import Api, open_stream_socket, unique, wait_until
 
 
 def _open(port: int, token: str, results: list[tuple[str, int, socket.socket]], recipient: str) -> None:
-    sock = socket.create_connection(("127.0.0.1", port))
-    sock.sendall(f"GET /v1/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n".encode())
-    status = int(sock.recv(12).split(b" ")[1])
+    status, sock = open_stream_socket(port, token)
     results.append((recipient, status, sock))
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import socket
 from collections.abc import Iterator
 
 import httpx
@@ -23,20 +22,13 @@ import pytest
 from service import pgarray
 from tests.observability.helpers import scrape, total
 from tests.redis_support import channel, shared_redis_url
-from tests.support import Api, Server, unique, wait_until
+from tests.support import Api, Server, live_worker_pids, open_stream_socket, unique, wait_until, worker_pid
 
 TENANTS = (2_000_000_101, 2_000_000_102)  # no tenant has these ids: the slot tables have no foreign key
 
 
 def _url() -> str:
     return os.environ["BEACON_TEST_DATABASE_URL"]
-
-
-def _open(port: int, token: str) -> tuple[int, socket.socket]:
-    """A stream request on a raw socket kept open: its status and the socket (closing it ends the stream)."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=30)
-    sock.sendall(f"GET /v1/stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n".encode())
-    return int(sock.recv(12).split(b" ")[1]), sock
 
 
 def _refused(url: str, token: str) -> tuple[int, str | None, dict]:
@@ -69,21 +61,6 @@ def _tenant_slots(conn: psycopg.Connection, *tenant_ids: int) -> dict[int, int]:
     return {t: int(n) for t, n in rows}
 
 
-def _worker_pid(worker_id: str) -> int | None:
-    """The OS pid in a worker id (``host:pid:suffix``)."""
-    parts = worker_id.split(":")
-    return int(parts[-2]) if len(parts) >= 3 and parts[-2].isdigit() else None
-
-
-def _live_pids(conn: psycopg.Connection) -> set[int]:
-    """The worker pids among the live registrations."""
-    return {
-        pid
-        for (worker,) in conn.execute("SELECT id FROM beacon_live_workers()").fetchall()
-        if (pid := _worker_pid(worker)) is not None
-    }
-
-
 @contextlib.contextmanager
 def _listener_kept_away(conn: psycopg.Connection, srv: Server) -> Iterator[None]:
     """Kill the server's liveness connections (the backends its workers registered: the listener's with
@@ -95,7 +72,7 @@ def _listener_kept_away(conn: psycopg.Connection, srv: Server) -> Iterator[None]
     backends = [
         backend
         for worker, backend in conn.execute("SELECT id, listener_pid FROM beacon_stream_worker").fetchall()
-        if _worker_pid(worker) in pids
+        if worker_pid(worker) in pids
     ]
     assert len(backends) == len(pids), backends
     blocker = psycopg.connect(_url())  # a transaction: the lock lasts until it ends
@@ -110,7 +87,7 @@ def _listener_kept_away(conn: psycopg.Connection, srv: Server) -> Iterator[None]
                 "AND pid <> pg_backend_pid() AND wait_event_type = 'Lock' "
                 "AND query LIKE '%beacon_register_worker%'"
             ).fetchone()
-            return not (_live_pids(conn) & pids) and waiting >= len(pids)
+            return not (live_worker_pids(conn) & pids) and waiting >= len(pids)
 
         wait_until(registration_waits, timeout=20, message="the new listener's registration to wait")
         yield
@@ -122,7 +99,7 @@ def _listener_kept_away(conn: psycopg.Connection, srv: Server) -> Iterator[None]
 def _live_again(conn: psycopg.Connection, srv: Server) -> None:
     pids = set(srv.worker_pids())
     wait_until(
-        lambda: pids <= _live_pids(conn) and httpx.get(srv.url + "/readyz").status_code == 200,
+        lambda: pids <= live_worker_pids(conn) and httpx.get(srv.url + "/readyz").status_code == 200,
         timeout=20,
         message="the worker to register again and be ready",
     )
@@ -141,7 +118,7 @@ def test_connects_while_not_live_get_503_and_limits_hold_after(start_server, mak
     env = {"BROKER_URL": shared_redis_url(), "BROKER_CHANNEL": channel()} if broker == "redis" else {}
     srv = start_server(workers=1, **env)
     api_a, api_b = Api(srv.url, key_a), Api(srv.url, key_b)
-    open_streams = [_open(srv.port, api_a.token("u")) for _ in range(3)]
+    open_streams = [open_stream_socket(srv.port, api_a.token("u")) for _ in range(3)]
     assert [status for status, _ in open_streams] == [200, 200, 200]
     with psycopg.connect(_url(), autocommit=True) as conn:
         with _listener_kept_away(conn, srv):
@@ -154,7 +131,7 @@ def test_connects_while_not_live_get_503_and_limits_hold_after(start_server, mak
             assert _recipient_slots(conn, tenant_a.id, tenant_b.id) == {(tenant_a.id, "u"): 3}
         _live_again(conn, srv)
         assert _refused(srv.url, api_a.token("u"))[0] == 429
-        more = [_open(srv.port, api_b.token("u")) for _ in range(3)]
+        more = [open_stream_socket(srv.port, api_b.token("u")) for _ in range(3)]
         assert [status for status, _ in more] == [200, 200, 200]
         assert _refused(srv.url, api_b.token("u"))[0] == 429
         assert _recipient_slots(conn, tenant_a.id, tenant_b.id) == {
@@ -184,7 +161,7 @@ def test_a_worker_without_streams_notices_its_presence_connection_lost(start_ser
         backends = [
             b
             for w, b in conn.execute("SELECT id, listener_pid FROM beacon_stream_worker")
-            if _worker_pid(w) in pids
+            if worker_pid(w) in pids
         ]
         assert len(backends) == 1
         conn.execute("SELECT pg_terminate_backend(%s)", [backends[0]])
@@ -198,7 +175,7 @@ def test_a_worker_without_streams_notices_its_presence_connection_lost(start_ser
             return again is not None and httpx.get(srv.url + "/readyz").status_code == 200
 
         wait_until(registered_again, timeout=20, message="the worker to register a new presence connection")
-    status, sock = _open(srv.port, api.token(unique()))
+    status, sock = open_stream_socket(srv.port, api.token(unique()))
     sock.close()
     assert status == 200
     assert httpx.get(srv.url + "/readyz").status_code == 200
@@ -218,9 +195,9 @@ def test_after_registering_again_the_rows_are_the_open_streams(start_server, mak
     srv = start_server(workers=1)
     api_a, api_b = Api(srv.url, key_a), Api(srv.url, key_b)
     streams = {
-        (a, "u"): [_open(srv.port, api_a.token("u")) for _ in range(3)],
-        (a, "v"): [_open(srv.port, api_a.token("v"))],
-        (b, "u"): [_open(srv.port, api_b.token("u")) for _ in range(2)],
+        (a, "u"): [open_stream_socket(srv.port, api_a.token("u")) for _ in range(3)],
+        (a, "v"): [open_stream_socket(srv.port, api_a.token("v"))],
+        (b, "u"): [open_stream_socket(srv.port, api_b.token("u")) for _ in range(2)],
     }
     assert {status for opened in streams.values() for status, _ in opened} == {200}
     with psycopg.connect(_url(), autocommit=True) as conn:
@@ -252,9 +229,9 @@ def test_after_registering_again_the_rows_are_the_open_streams(start_server, mak
         )
         # The limits count from there: one more for A's "u", two more for B's "u".
         more = [
-            _open(srv.port, api_a.token("u")),
-            _open(srv.port, api_b.token("u")),
-            _open(srv.port, api_b.token("u")),
+            open_stream_socket(srv.port, api_a.token("u")),
+            open_stream_socket(srv.port, api_b.token("u")),
+            open_stream_socket(srv.port, api_b.token("u")),
         ]
         assert [status for status, _ in more] == [200, 200, 200]
         assert _refused(srv.url, api_a.token("u"))[0] == 429
