@@ -64,7 +64,7 @@ class Runtime:
         ):  # no LISTEN backend to stand for this worker, and announcements can be lost
             self.presence = WorkerPresence(
                 settings.DATABASE_URL,
-                self._register_presence,
+                self._register_backend,
                 self.listener.tracked,
                 self.listener.check_newest,
                 settings.BROKER_CHECK_SECONDS,
@@ -157,9 +157,9 @@ class Runtime:
         and rewrite its slot rows from its open streams (``Slots.register``)."""
         pid = self.broker.backend_pid if self.presence is None else self.presence.backend_pid
         if pid is not None:
-            await self._register_presence(pid)
+            await self._register_backend(pid)
 
-    async def _register_presence(self, pid: int) -> None:
+    async def _register_backend(self, pid: int) -> None:
         if self.slots is not None:
             await self.slots.register(pid)
 
