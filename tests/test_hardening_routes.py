@@ -34,7 +34,7 @@ ROUTES: dict[str, set[str]] = {
     "/demo/token": {"GET", "HEAD"},
     "/demo/publish": {"POST"},
 }
-UNKNOWN = ["/v1/nope", "/v1/", "/v1/docs/x", "/nope", "/demo/nope"]
+UNKNOWN = ["/v1/nope", "/v1", "/v1/", "/v1/docs/x", "/nope", "/demo/nope"]
 
 
 def _shape(response: httpx.Response, status: int, code: str) -> None:
