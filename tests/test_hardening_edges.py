@@ -260,3 +260,23 @@ def test_an_invalid_last_event_id_query_is_refused_even_when_the_header_wins(acm
         )
         assert response.status_code == 400, (query, response.text)
         assert response.json()["error"]["code"] == "invalid_last_event_id"
+
+
+def test_an_empty_last_event_id_header_does_not_cancel_the_querys_resume(acme: Api):
+    """An empty header is no position (browsers send none then: WHATWG HTML, EventSource); the query's
+    position still holds. It used to win, and the stream started live, skipping what it should replay."""
+    user = unique()
+    first, second = (acme.publish_ok({"recipient": user, "data": n})[0]["id"] for n in (1, 2))
+    with httpx.stream(
+        "GET",
+        f"{acme.base_url}/v1/stream?last_event_id={first}",
+        headers={"Authorization": f"Bearer {acme.token(user)}", "Last-Event-ID": ""},
+        timeout=10,
+    ) as response:
+        assert response.status_code == 200, response.read()
+        ids = []
+        for line in response.iter_lines():
+            if line.startswith("id: "):
+                ids.append(line[4:])
+                break
+    assert ids == [second]

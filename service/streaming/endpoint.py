@@ -77,11 +77,13 @@ class Request:
 def parse_last_event_id(request: Request) -> int | None:
     """The resume position: the ``Last-Event-ID`` header (optional white space around it, RFC 9110 section
     5.5), else the ``last_event_id`` query parameter (exactly ASCII digits, like every query number: ``+5``
-    is `` 5`` in a query and refused, as ``before`` is on the inbox); empty or absent is ``None``. A query
-    value that is not a number is refused even when the header wins: it was ignored silently."""
+    is `` 5`` in a query and refused, as ``before`` is on the inbox); empty or absent is ``None``, and an
+    empty header does not cancel the query's position. A query value that is not a number is refused even
+    when the header wins: it was ignored silently."""
     header = request.headers.get("last-event-id")
     query = _last_event_id(request.query.get("last_event_id"))  # checked even when the header wins
-    return _last_event_id(header.strip(" \t")) if header is not None else query
+    position = _last_event_id(header.strip(" \t")) if header is not None else None
+    return query if position is None else position
 
 
 def _last_event_id(raw: str | None) -> int | None:
