@@ -399,6 +399,10 @@ if importlib.util.find_spec("httptools") is not None:
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
+            if self._bad_bytes_behind and not self._answering() and not self.transport.is_closing():
+                self._bad_bytes_behind = False
+                self.send_400_response("")  # every request before them has its answer now
+                return
             if self._in_head and not self._answering() and not self.transport.is_closing():
                 self._start_head_timer()  # a pipelined head's turn: it is read from now (as h11 does)
 
@@ -435,7 +439,17 @@ if importlib.util.find_spec("httptools") is not None:
                 self.url = origin_form(self.url)
             super().on_headers_complete()
 
+        _bad_bytes_behind = False  # unparseable bytes pipelined behind a request still being answered
+
         def send_400_response(self, msg: str) -> None:
+            if self._answering() or self.pipeline:
+                # Bytes the parser refuses arrived behind a request still being answered (pipelined): its
+                # response goes out first, then this 400, which is about what followed it. Written at once,
+                # it took that response's place, and the client read "not processed" for a request that
+                # was (a publish stored, then retried). The parser is broken from here: what arrives
+                # meanwhile fails again and is dropped.
+                self._bad_bytes_behind = True
+                return
             self.transport.write(
                 _answer_bytes(b"400 Bad Request", BAD_REQUEST, self.server_state.default_headers)
             )

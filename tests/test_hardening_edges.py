@@ -280,3 +280,28 @@ def test_an_empty_last_event_id_header_does_not_cancel_the_querys_resume(acme: A
                 ids.append(line[4:])
                 break
     assert ids == [second]
+
+
+@pytest.mark.parametrize("garbage", [b"GARBAGE\r\n\r\n", b"\x01\r\n\r\n"])
+def test_bad_bytes_pipelined_behind_a_publish_get_their_400_after_its_201(acme: Api, server, garbage: bytes):
+    """The publish before the bad bytes is answered (and stored once); the 400 that follows is about them.
+    It used to be written at once in the publish's place: "not processed" for a stored notification."""
+    recipient = unique()
+    body = json.dumps({"recipient": recipient}).encode()
+    host, port = server.url.removeprefix("http://").split(":")
+    request = (
+        b"POST /v1/notifications HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        + f"Authorization: Bearer {acme.key}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        + body
+        + garbage
+    )
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(request)
+        answer = b""
+        while part := sock.recv(65536):
+            answer += part
+    first, _, rest = answer.partition(b"\r\n")
+    assert first.startswith(b"HTTP/1.1 201 "), answer
+    assert b"HTTP/1.1 400 " in rest and b'"bad_request"' in rest, answer
+    stored = acme.client.get("/v1/notifications", params={"recipient": recipient}, headers=acme.headers())
+    assert len(stored.json()["notifications"]) == 1, stored.text
