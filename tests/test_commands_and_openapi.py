@@ -9,7 +9,7 @@ from openapi_spec_validator import validate
 
 from tenants import keys
 from tenants.models import ApiKey, Tenant
-from tests.support import Api, manage
+from tests.support import Api, manage, unique
 
 
 def test_operator_commands_round_trip(server):
@@ -83,6 +83,28 @@ def test_openapi_document_is_valid_openapi_3(server):
         "/v1/inbox/read-all",
         "/v1/inbox/{notification_id}/read",
     } <= paths
+
+
+def test_the_publish_routes_document_the_idempotency_key_the_server_takes(server, make_tenant):
+    """The OpenAPI document says what the server accepts: every key its pattern allows is taken (201), and
+    the values it refuses are refused by the server too (422), white space around a key being no part of it."""
+    import re
+
+    document = httpx.get(server.url + "/v1/openapi.json").json()
+    api = Api(server.url, make_tenant()[1])
+    for path, batch in (("/v1/notifications", False), ("/v1/notifications/batch", True)):
+        (header,) = [p for p in document["paths"][path]["post"]["parameters"] if p["in"] == "header"]
+        assert header["name"] == "Idempotency-Key" and not header["required"]
+        pattern = re.compile(header["schema"]["pattern"])
+        for key in ("a", "a b", "~" * 255, unique("k")):
+            assert pattern.match(key), key
+            body = {"notifications": [{"recipient": "u"}]} if batch else {"recipient": "u"}
+            response = api.publish(body, batch=batch, **{"Idempotency-Key": key})
+            assert response.status_code in (201, 409), (key, response.text)  # 409: the key, on another body
+        assert not pattern.match("é") and not pattern.match("a\x7f")  # not printable ASCII
+        assert not pattern.match("x" * 256)
+        response = api.publish({"recipient": "u"}, **{"Idempotency-Key": "x" * 256})
+        assert response.status_code == 422, response.text
 
 
 def test_unknown_route_is_404_in_the_error_shape(server):
