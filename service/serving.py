@@ -442,12 +442,13 @@ if importlib.util.find_spec("httptools") is not None:
         _bad_bytes_behind = False  # unparseable bytes pipelined behind a request still being answered
 
         def send_400_response(self, msg: str) -> None:
-            if self._answering() or self.pipeline:
-                # Bytes the parser refuses arrived behind a request still being answered (pipelined): its
-                # response goes out first, then this 400, which is about what followed it. Written at once,
-                # it took that response's place, and the client read "not processed" for a request that
-                # was (a publish stored, then retried). The parser is broken from here: what arrives
-                # meanwhile fails again and is dropped.
+            if self.cycle is not None and not self.cycle.more_body and (self._answering() or self.pipeline):
+                # Bytes the parser refuses arrived behind a whole request still being answered (pipelined):
+                # its response goes out first, then this 400, which is about what followed it. Written at
+                # once, it took that response's place, and the client read "not processed" for a request
+                # that was (a publish stored, then retried). The parser is broken from here: what arrives
+                # meanwhile fails again and is dropped. (Bytes refused inside a request, a bad chunk size
+                # say, are that request's 400, at once as before.)
                 self._bad_bytes_behind = True
                 return
             self.transport.write(
