@@ -219,14 +219,19 @@ def test_405_allow_lists_head_with_get(acme: Api):
 
 
 # --- Found by this pass's fuzzing ----------------------------------------------------------------------------
-def _raw_post(url: str, key: str, extra: bytes, body: bytes) -> bytes:
+def _raw_post(url: str, key: str, extra: bytes, body: bytes, *, after: bytes = b"") -> bytes:
+    """``POST /v1/notifications`` on a raw socket with ``extra`` header lines, ``body`` and then ``after``
+    (bytes pipelined behind it; without them the request asks for ``Connection: close``): all the server sent
+    until it closed the connection."""
     host, port = url.removeprefix("http://").split(":")
     request = (
         b"POST /v1/notifications HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
         + f"Authorization: Bearer {key}\r\nContent-Length: {len(body)}\r\n".encode()
         + extra
-        + b"Connection: close\r\n\r\n"
+        + (b"" if after else b"Connection: close\r\n")
+        + b"\r\n"
         + body
+        + after
     )
     with socket.create_connection((host, int(port)), timeout=10) as sock:
         sock.sendall(request)
@@ -288,18 +293,7 @@ def test_bad_bytes_pipelined_behind_a_publish_get_their_400_after_its_201(acme: 
     It used to be written at once in the publish's place: "not processed" for a stored notification."""
     recipient = unique()
     body = json.dumps({"recipient": recipient}).encode()
-    host, port = server.url.removeprefix("http://").split(":")
-    request = (
-        b"POST /v1/notifications HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-        + f"Authorization: Bearer {acme.key}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
-        + body
-        + garbage
-    )
-    with socket.create_connection((host, int(port)), timeout=10) as sock:
-        sock.sendall(request)
-        answer = b""
-        while part := sock.recv(65536):
-            answer += part
+    answer = _raw_post(server.url, acme.key, b"", body, after=garbage)
     first, _, rest = answer.partition(b"\r\n")
     assert first.startswith(b"HTTP/1.1 201 "), answer
     assert b"HTTP/1.1 400 " in rest and b'"bad_request"' in rest, answer
