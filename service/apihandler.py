@@ -90,6 +90,68 @@ async def _refuse(send: Send, error: ApiError, scope: Any) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+def announces_body(scope: Any) -> bool:
+    """Whether the request says a body follows: ``Transfer-Encoding`` (chunked), or a ``Content-Length``
+    other than 0 (RFC 9112 section 6.3). Both parsers refuse a request with both."""
+    for name, value in scope.get("headers", ()):
+        if name == b"transfer-encoding" or (name == b"content-length" and value.strip(b" \t") != b"0"):
+            return True
+    return False
+
+
+async def read_body(scope: Any, receive: Receive, send: Send) -> bytes | None:
+    """The whole request body, or ``None`` once the request has been answered (or its client has gone).
+
+    ``413 payload_too_large`` as soon as ``Content-Length`` or the bytes received so far pass the route's
+    ``body_limit``, holding at most that many bytes; ``408 request_timeout`` when the body stops arriving
+    for ``HTTP_BODY_TIMEOUT_SECONDS``; ``400 bad_request`` for a ``Content-Length`` that is not 1-19 ASCII
+    digits. Every route's body goes through here (docs/decisions.md, "Body size").
+    """
+    limit = body_limit(scope["path"])
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            length = ascii_int(value.decode("latin-1").strip(" \t"))
+            if length is None:
+                await _refuse(send, ApiError(400, "bad_request", "Content-Length is not a number"), scope)
+                return None
+            if length > limit:
+                await _refuse(send, _too_large(limit), scope)
+                return None
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        try:  # each read of the body, as nginx's client_body_timeout: a body that stops arriving is cut
+            async with asyncio.timeout(settings.HTTP_BODY_TIMEOUT_SECONDS):
+                message = await receive()
+        except TimeoutError:
+            await _refuse(send, _body_timeout(), scope)
+            return None
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            await _refuse(send, _too_large(limit), scope)
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def replaying(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that gives ``body`` (already read by ``read_body``) once, then defers to ``receive``."""
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if replayed:
+            return await receive()
+        replayed = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
+
+
 class ApiHandler(ASGIHandler):
     def load_middleware(self, is_async: bool = False) -> None:
         site_middleware = settings.MIDDLEWARE
@@ -115,56 +177,22 @@ class ApiHandler(ASGIHandler):
             )
             await _refuse(send, allow, scope)
             return
-        limit = body_limit(scope["path"])
         keys = 0
-        for name, value in scope.get("headers", ()):
+        for name, _ in scope.get("headers", ()):
             if name == b"idempotency-key":
                 keys += 1
                 if keys > 1:  # Django would join them into one key, "a,b"
                     await _refuse(send, invalid_idempotency_key("send it once"), scope)
                     return
-            elif name == b"content-length":
-                length = ascii_int(value.decode("latin-1").strip(" \t"))
-                if length is None:
-                    await _refuse(send, ApiError(400, "bad_request", "Content-Length is not a number"), scope)
-                    return
-                if length > limit:
-                    await _refuse(send, _too_large(limit), scope)
-                    return
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            try:  # each read of the body, as nginx's client_body_timeout: a body that stops arriving is cut
-                async with asyncio.timeout(settings.HTTP_BODY_TIMEOUT_SECONDS):
-                    message = await receive()
-            except TimeoutError:
-                await _refuse(send, _body_timeout(), scope)
-                return
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > limit:
-                await _refuse(send, _too_large(limit), scope)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        if publish_route.serves(scope):  # the lean publish route: same rules, no Django per request
-            await publish_route.publish_route(scope, b"".join(chunks), send)
+        body = await read_body(scope, receive, send)
+        if body is None:
             return
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-
+        if publish_route.serves(scope):  # the lean publish route: same rules, no Django per request
+            await publish_route.publish_route(scope, body, send)
+            return
         if scope["method"] == "HEAD":
             # HEAD is GET without the body (RFC 9110 section 9.3.2) on every route that takes GET: ninja's
             # operations answered it 405. Django sees a GET; the server's own copy of the scope still says
             # HEAD, so uvicorn sends the headers and drops the body.
             scope = {**scope, "method": "GET"}
-        await super().__call__(scope, replay, send)
+        await super().__call__(scope, replaying(body, receive), send)

@@ -11,9 +11,18 @@ from collections.abc import Mapping
 from django.http import HttpRequest, HttpResponse
 from django.views import csrf, defaults
 
+#: ``field`` names a client wrote (an unknown body field, a query parameter) are shown up to this many
+#: characters, then ``…``: a 200 KB name made a 400 KB error (docs/errors.md).
+MAX_SHOWN_FIELD = 128
+#: A message is at most this many characters; anything a client sent that a message quotes is cut with it.
+MAX_MESSAGE = 1024
+
 
 class ApiError(Exception):
-    """Raised anywhere below a view; the API turns it into the error shape with its status."""
+    """Raised anywhere below a view; the API turns it into the error shape with its status.
+
+    A ``field`` longer than ``MAX_SHOWN_FIELD`` characters is cut, in ``field`` and in the message that
+    quotes it; a message longer than ``MAX_MESSAGE`` is cut too."""
 
     def __init__(
         self,
@@ -24,6 +33,11 @@ class ApiError(Exception):
         field: str | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> None:
+        if field is not None and len(field) > MAX_SHOWN_FIELD:
+            shown = field[:MAX_SHOWN_FIELD] + "…"
+            message, field = message.replace(field, shown), shown
+        if len(message) > MAX_MESSAGE:
+            message = message[:MAX_MESSAGE] + "…"
         super().__init__(message)
         self.status = status
         self.code = code

@@ -61,6 +61,23 @@ def _integer(text: str) -> int | float:
     return value if abs(value) <= _FLOAT_MAX else (-math.inf if value < 0 else math.inf)
 
 
+def finite_int(text: str) -> int:
+    """``parse_int`` for token claims: a JSON integer, ``InvalidJson`` when no 64-bit float holds it."""
+    value = _integer(text)
+    if isinstance(value, float):
+        raise InvalidJson("a number beyond a 64-bit float")
+    return value
+
+
+def finite_float(text: str) -> float:
+    """``parse_float`` for token claims: a JSON number with a fraction or exponent, ``InvalidJson`` past a
+    64-bit float (``1e400``)."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise InvalidJson("a number beyond a 64-bit float")
+    return value
+
+
 _FLOAT_MAX = int(sys.float_info.max)
 _FLOAT_DIGITS = len(str(_FLOAT_MAX))  # 309: a longer integer is beyond any 64-bit float
 _ZERO = Decimal("0.0")  # what numeric prints for -0.0 (and -0e5 ...): it has no negative zero

@@ -42,6 +42,7 @@ import re
 import signal
 import socket
 import struct
+import sys
 from types import FrameType
 from typing import Any
 
@@ -360,7 +361,14 @@ def _answer_bytes(status: bytes, body: bytes, default_headers: list[tuple[bytes,
 
 HttpProtocol: type[Any] = H11Protocol
 if importlib.util.find_spec("httptools") is not None:
+    import httptools
     from uvicorn.protocols.http import httptools_impl
+
+    #: A method token (RFC 9110 section 5.6.2) and the space after it, at the start of a request.
+    _METHOD_TOKEN = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}) ")
+    #: A method llhttp knows and no Beacon route takes: a request with a method llhttp refuses is parsed
+    #: under it, then handed to the app with its own.
+    STAND_IN_METHOD = b"PURGE"
 
     class HttpToolsProtocol(_HeadTimer, httptools_impl.HttpToolsProtocol):
         """uvicorn's httptools protocol (production's) with JSON ``400 bad_request`` and ``500
@@ -376,16 +384,31 @@ if importlib.util.find_spec("httptools") is not None:
         def _unsupported_upgrade_warning(self) -> None:
             _ignored_upgrade(self)
 
+        _between = True  # the parser is between requests: the next byte received starts one
+        _read_start: bytes | None = None  # the current read, when it began between requests
+        _begun = 0  # requests begun in the current read
+        _stand_in_for: str | None = None  # the method of the request being parsed under ``STAND_IN_METHOD``
+
         def data_received(self, data: bytes) -> None:
             if self._in_head:
                 self._head_bytes += len(data)
+            self._read_start, self._begun = (data if self._between else None), 0
             super().data_received(data)  # a head completed in ``data`` resets the count (body bytes then)
+            if self._stand_in_for is not None and self._read_start is not None:
+                # ``send_400_response`` found a method llhttp does not know at the start of this read: parse
+                # the read again with a fresh parser, under a method it knows; the scope gets the real one.
+                method = self._stand_in_for.encode("ascii")
+                self._read_start = None
+                self.parser = httptools.HttpRequestParser(self)
+                super().data_received(STAND_IN_METHOD + data[len(method) :])
             if self._in_head and self._head_bytes > MAX_HEAD_BYTES and not self.transport.is_closing():
                 self.logger.warning("Request head larger than %d bytes.", MAX_HEAD_BYTES)
                 self.send_400_response("request head too large")
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
+            self._between = False
+            self._begun += 1
             self._in_head, self._head_bytes, self._exact = True, 0, 0
             if self._answering():
                 return  # pipelined behind a response still being sent: its time starts when that one ends
@@ -396,6 +419,10 @@ if importlib.util.find_spec("httptools") is not None:
             in order). A 408 written now would land inside that response: a stream's chunked body got
             ``HTTP/1.1 408 ...`` in place of a chunk when a partial request was pipelined behind it."""
             return self.cycle is not None and not self.cycle.response_complete
+
+        def on_message_complete(self) -> None:
+            super().on_message_complete()
+            self._between = True
 
         def on_response_complete(self) -> None:
             super().on_response_complete()
@@ -438,10 +465,14 @@ if importlib.util.find_spec("httptools") is not None:
             if authority is not None:  # httptools' URL parser refuses http://host without a path
                 self.url = origin_form(self.url)
             super().on_headers_complete()
+            if self._stand_in_for is not None:  # the cycle's task has not run yet: it sees the real method
+                self.scope["method"], self._stand_in_for = self._stand_in_for, None
 
         _bad_bytes_behind = False  # unparseable bytes pipelined behind a request still being answered
 
         def send_400_response(self, msg: str) -> None:
+            if self._unknown_method():
+                return  # parsed again under a stand-in method (``data_received``)
             if self.cycle is not None and not self.cycle.more_body and (self._answering() or self.pipeline):
                 # Bytes the parser refuses arrived behind a whole request still being answered (pipelined):
                 # its response goes out first, then this 400, which is about what followed it. Written at
@@ -456,11 +487,21 @@ if importlib.util.find_spec("httptools") is not None:
             )
             self.transport.close()
 
-        def on_body(self, body: bytes) -> None:
-            cycle = self.cycle
-            if cycle is not None and CYCLE_KEY in cycle.scope:
-                return  # a stream reads no body: discarded as it arrives, never buffered (nor reading paused)
-            super().on_body(body)
+        def _unknown_method(self) -> bool:
+            """Whether the parser refused a method token it does not know (``FOO``, ``get``: llhttp knows a
+            fixed list; h11 takes any token, as RFC 9110 section 9.1 allows) at the start of the current read,
+            which is then parsed again: the route answers it (``405`` with ``Allow``, or ``404``) as it
+            answers any other method. Called in uvicorn's ``except`` for the parser's error. A read holding
+            earlier requests too gives no position to restart at: that one stays a ``400``."""
+            if self._read_start is None or self._begun != 1:
+                return False
+            if not isinstance(sys.exc_info()[1], httptools.HttpParserInvalidMethodError):
+                return False
+            match = _METHOD_TOKEN.match(self._read_start)
+            if match is None:
+                return False
+            self._stand_in_for = match[1].decode("ascii")
+            return True
 
         def connection_lost(self, exc: Exception | None) -> None:
             cycle = self.cycle

@@ -59,6 +59,14 @@ def _bad_tokens(secret: str) -> dict[str, str]:
         "BOM": _signed(header, _seg(b"\xef\xbb\xbf" + claims()), secret),
         "UTF-16": _signed(header, _seg(claims().decode().encode("utf-16")), secret),
         "topics false": _signed(header, _seg(claims(topics=False)), secret),
+        # a number no 64-bit float holds, in a claim Beacon does not read: 1e400 was accepted, 6,000 digits not
+        "unknown claim 1e400": _signed(header, _seg(claims()[:-1] + b',"x":1e400}'), secret),
+        "unknown claim 6000 digits": _signed(
+            header, _seg(claims()[:-1] + b',"x":' + b"9" * 6000 + b"}"), secret
+        ),
+        "unknown claim 2e308 as digits": _signed(
+            header, _seg(claims()[:-1] + b',"x":2' + b"0" * 308 + b"}"), secret
+        ),
     }
 
 
@@ -76,7 +84,19 @@ def _token_routes(base: str, token: str) -> dict[str, tuple[str, dict[str, str]]
     }
 
 
-@pytest.mark.parametrize("kind", ["padding", "standard alphabet", "BOM", "UTF-16", "topics false"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "padding",
+        "standard alphabet",
+        "BOM",
+        "UTF-16",
+        "topics false",
+        "unknown claim 1e400",
+        "unknown claim 6000 digits",
+        "unknown claim 2e308 as digits",
+    ],
+)
 def test_a_token_of_another_spelling_or_claim_type_is_invalid_token_everywhere(acme: Api, tenant_pair, kind):
     token = _bad_tokens(tenant_pair[0][0].signing_secret)[kind]
     for name, (path, headers) in _token_routes(acme.client.base_url, token).items():
@@ -299,3 +319,74 @@ def test_bad_bytes_pipelined_behind_a_publish_get_their_400_after_its_201(acme: 
     assert b"HTTP/1.1 400 " in rest and b'"bad_request"' in rest, answer
     stored = acme.client.get("/v1/notifications", params={"recipient": recipient}, headers=acme.headers())
     assert len(stored.json()["notifications"]) == 1, stored.text
+
+
+def test_a_token_with_large_numbers_a_double_holds_in_an_unknown_claim_is_taken(acme: Api, tenant_pair):
+    """The other side of the number rule: ``1`` and 308 zeros and ``1e308`` are 64-bit floats."""
+    header = _seg(b'{"alg":"HS256","typ":"JWT"}')
+    claims = json.dumps({"sub": "u1", "tid": "acme", "exp": int(time.time()) + 3600}).encode()
+    payload = claims[:-1] + b',"x":1' + b"0" * 308 + b',"y":1e308,"z":-1.5e-300}'
+    token = _signed(header, _seg(payload), tenant_pair[0][0].signing_secret)
+    assert acme.client.get("/v1/inbox", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+
+
+# --- HEAD on the stream at a connection limit (issue 10 breaker, stop 20) ------------------------------------
+def test_head_on_the_stream_is_429_where_its_get_would_be(server, make_tenant):
+    _, key = make_tenant(max_connections_per_recipient=1)
+    api = Api(server.url, key)
+    user = unique()
+    token = {"Authorization": f"Bearer {api.token(user)}"}
+    assert api.client.head("/v1/stream", headers=token).status_code == 200  # it gives its slot back at once
+    assert api.client.head("/v1/stream", headers=token).status_code == 200
+    with api.client.stream("GET", "/v1/stream", headers=token) as held:
+        assert held.status_code == 200
+        head = api.client.head("/v1/stream", headers=token)
+        get = api.client.get("/v1/stream", headers=token)
+        assert (head.status_code, get.status_code) == (429, 429), (head.headers, get.text)
+        assert head.headers["retry-after"] == get.headers["retry-after"]
+        other = {"Authorization": f"Bearer {api.token(unique())}"}  # another recipient has room
+        assert api.client.head("/v1/stream", headers=other).status_code == 200
+
+
+# --- Names a client wrote, echoed in errors (issue 10 breaker, stop 20) --------------------------------------
+@pytest.mark.parametrize(
+    ("path", "wrap"),
+    [
+        ("/v1/notifications", lambda item: item),
+        ("/v1/notifications/batch", lambda item: {"notifications": [item]}),
+        ("/v1/tokens", lambda item: item),
+    ],
+)
+def test_an_unknown_field_named_by_a_lone_surrogate_is_unknown_field_by_its_escape(
+    acme: Api, path: str, wrap
+):
+    body = json.dumps(
+        wrap({"recipient": unique(), "\ud800": 1, "ok\udfffx": 2})
+    )  # ASCII JSON: \ud800 escapes
+    response = acme.client.post(
+        path, content=body, headers=acme.headers(**{"Content-Type": "application/json"})
+    )
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["code"] == "unknown_field", error
+    assert error["field"].endswith("\\ud800"), error
+    assert "\\ud800: unknown field" in error["message"], error
+
+
+def test_long_names_are_cut_in_errors(acme: Api):
+    long = "n" * 200_000
+    body = json.dumps({"recipient": unique(), long: 1})
+    response = acme.client.post(
+        "/v1/notifications", content=body, headers=acme.headers(**{"Content-Type": "application/json"})
+    )
+    error = response.json()["error"]
+    assert (response.status_code, error["code"]) == (422, "unknown_field")
+    assert error["field"] == "n" * 128 + "…" and len(response.content) < 2000, len(response.content)
+    token = {"Authorization": f"Bearer {acme.token(unique())}"}
+    name = "q" * 20_000  # the request head stays under 64 KiB
+    for query in (f"{name}%01=1", f"{name}=1&{name}=2", f"{name}%ff=1"):  # control, repeated, not UTF-8
+        for path in ("/v1/inbox", "/v1/stream"):
+            response = acme.client.get(f"{path}?{query}", headers=token)
+            error = response.json()["error"]
+            assert (response.status_code, error["code"]) == (422, "invalid_field"), (path, query[-10:])
+            assert len(error["field"]) == 129 and len(response.content) < 2000, (path, len(response.content))

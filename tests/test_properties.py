@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import sys
 import unicodedata
 from typing import Any
 
@@ -179,6 +180,16 @@ def test_numbers_beyond_a_double_are_422():
     for digits in (b"9" * 309, b"-" + b"1" * 400, b"9" * 5000):
         assert _body_status(b'{"recipient":"u1","data":' + digits + b"}") == 422
     assert _body_status(b'{"recipient":"u1","data":' + b"9" * 308 + b"}") == 201
+    # the limit is the largest double, not a digit count (docs/errors.md): 309 digits on both sides of it
+    largest = int(sys.float_info.max)
+    for value, status in (
+        (10**308, 201),
+        (largest, 201),
+        (-largest, 201),
+        (largest + 1, 422),
+        (2 * 10**308, 422),
+    ):
+        assert _body_status(b'{"recipient":"u1","data":%d}' % value) == status, (str(value)[:5], status)
 
 
 @FAST

@@ -113,9 +113,16 @@ def _base64url(segment: str) -> bytes:
     return value
 
 
-# Claims as request bodies are read (``service.jsonbody``): unique member names, no NaN; its errors are
-# ValueErrors, which ``decode`` answers with 401. One decoder for every call (json.loads made one per call).
-_JSON = json.JSONDecoder(object_pairs_hook=jsonbody.unique_members, parse_constant=jsonbody.no_constant)
+# Claims as request bodies are read (``service.jsonbody``): unique member names, no NaN, and no number beyond
+# a 64-bit float, in any claim (``1e400`` was read as ``inf`` and accepted, ``1`` and 6,000 zeros refused by
+# Python's int limit); its errors are ValueErrors, which ``decode`` answers with 401. One decoder for every
+# call (json.loads made one per call).
+_JSON = json.JSONDecoder(
+    object_pairs_hook=jsonbody.unique_members,
+    parse_constant=jsonbody.no_constant,
+    parse_int=jsonbody.finite_int,
+    parse_float=jsonbody.finite_float,
+)
 
 
 def _json_object(segment: str) -> dict[str, Any]:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import re
+import sys
 
 EVENT_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+#: ``event`` as the OpenAPI document states it: ``EVENT_RE`` without the reserved ``beacon.`` prefix.
+EVENT_PATTERN = r"^(?!beacon\.)[A-Za-z0-9_.:-]{1,64}$"
 MAX_ID_LENGTH = 256
-# Printable: no C0/C1 control characters, separators other than the space, or surrogates. The OpenAPI
-# document carries this pattern; ``valid_target_id`` (``str.isprintable``) is the full rule.
-TARGET_PATTERN = r"^[^\u0000-\u001f\u007f-\u009f\u2028\u2029]+$"
 MIN_TTL = 60
 MAX_TTL = 90 * 86_400
 DEFAULT_TTL = 30 * 86_400
@@ -22,8 +23,35 @@ IDEMPOTENCY_KEY_RE = re.compile(r"[\x20-\x7e]{1,255}")
 
 
 def valid_target_id(value: str) -> bool:
-    """Recipient and topic ids: 1-256 printable characters (no control characters)."""
-    return 1 <= len(value) <= 256 and value.isprintable()
+    """Recipient and topic ids: 1-256 printable characters (contract, "Publishing"), as ``str.isprintable``
+    reads it: letters, marks, numbers, punctuation, symbols and the space (Unicode categories L, M, N, P, S
+    and U+0020), so no control or format character, other separator, surrogate, private-use or unassigned
+    code point."""
+    return 1 <= len(value) <= MAX_ID_LENGTH and value.isprintable()
+
+
+@functools.cache
+def printable_pattern() -> str:
+    """``valid_target_id``'s character rule as a JSON Schema ``pattern``: ``^[...]+$`` listing every range of
+    printable code points of this Python's Unicode database (about 700 ranges), so the OpenAPI document allows
+    exactly what the server takes. BMP code points are written ``\\uXXXX``; astral ones are written as
+    themselves, which Python's ``re`` and ECMA-262 with the ``u`` flag (JSON Schema's dialect) both read as one
+    character. Built on first use (0.2 s), not at import."""
+    parts: list[str] = []
+    start: int | None = None
+    for code in range(sys.maxunicode + 2):
+        printable = code <= sys.maxunicode and chr(code).isprintable()
+        if printable and start is None:
+            start = code
+        elif not printable and start is not None:
+            last = code - 1
+            parts.append(_class_char(start) if start == last else f"{_class_char(start)}-{_class_char(last)}")
+            start = None
+    return f"^[{''.join(parts)}]+$"
+
+
+def _class_char(code: int) -> str:
+    return f"\\u{code:04x}" if code <= 0xFFFF else chr(code)
 
 
 def event_problem(value: str) -> str | None:

@@ -17,7 +17,7 @@ from typing import Any
 from django.conf import settings
 
 from service import hosts
-from service.apihandler import cors_headers
+from service.apihandler import announces_body, cors_headers, read_body, replaying
 from service.errors import ApiError
 from service.observability import metrics
 from service.observability.context import request_context
@@ -68,6 +68,9 @@ DEMO_ROUTE_METHODS: dict[str, frozenset[str]] = {
     "/demo/publish": frozenset({"POST"}),
 }
 _ALLOW_ORDER = ("GET", "HEAD", "POST")
+#: ``method`` label values of ``beacon_http_requests_total``; any other method (a client may send any token)
+#: is counted as ``other``.
+METHOD_LABELS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 def allowed_methods(path: str, demo: bool) -> frozenset[str] | None:
@@ -92,6 +95,14 @@ def method_problem(path: str, method: str, headers: list[tuple[bytes, bytes]], d
     return ApiError(
         405, "method_not_allowed", f"method not allowed; this route allows {allow}", headers={"Allow": allow}
     )
+
+
+def django_scope(scope: Scope) -> Scope:
+    """``scope`` as Django should see it. Methods are case-sensitive (RFC 9110 section 9.1), but Django
+    upper-cases ``request.method``, so ``get /v1/inbox`` was served as GET: a method that is not upper-case
+    is renamed to one no view takes, and the route answers its ``405`` with ``Allow``."""
+    method = scope["method"]
+    return scope if method.isupper() else {**scope, "method": "NOT-" + method}
 
 
 def route_label(path: str) -> str:
@@ -160,18 +171,33 @@ class BeaconApp:
                 elif (refusal := method_problem(path, method, scope["headers"], self.demo)) is not None:
                     # a page on an allowed origin can read why (service.cors), as for every other refusal
                     await _refuse(counting_send, refusal, await cors_headers(scope))
-                elif path == "/v1/stream" and method in _GET:
-                    await stream(scope, receive, counting_send, await self._runtime(), body_send=send)
-                elif path == "/healthz":
-                    await _json(counting_send, 200, {"status": "ok"})
-                elif path == "/readyz":
-                    await self._ready(counting_send)
-                elif path.startswith("/v1/"):
-                    await self.api(scope, receive, counting_send)
+                elif path.startswith("/v1/") and not (path == "/v1/stream" and method in _GET):
+                    # ApiHandler reads the body itself
+                    await self.api(django_scope(scope), receive, counting_send)
                 else:
-                    await self.django(scope, receive, counting_send)
+                    await self._serve(scope, receive, counting_send, send)
             finally:
-                metrics.HTTP_REQUESTS.labels(route_label(path), method, str(status)).inc()
+                label = method if method in METHOD_LABELS else "other"  # any token reaches here: bounded
+                metrics.HTTP_REQUESTS.labels(route_label(path), label, str(status)).inc()
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send, body_send: Send) -> None:
+        """The routes ``ApiHandler`` does not front: the stream, health, and Django's pages. A body, which
+        none of them takes, is still read within the route's limit (``read_body``): a stream with 2 MB of
+        body was served, the body dropped as it came."""
+        if announces_body(scope):
+            body = await read_body(scope, receive, send)
+            if body is None:
+                return
+            receive = replaying(body, receive)
+        path, method = scope["path"], scope["method"]
+        if path == "/v1/stream" and method in _GET:
+            await stream(scope, receive, send, await self._runtime(), body_send=body_send)
+        elif path == "/healthz":
+            await _json(send, 200, {"status": "ok"})
+        elif path == "/readyz":
+            await self._ready(send)
+        else:
+            await self.django(django_scope(scope), receive, send)
 
     async def _runtime(self) -> Runtime:
         if self.runtime is None:  # servers without lifespan support: start on first use

@@ -159,7 +159,10 @@ async def stream(
             last_id = parse_last_event_id(request)
             if scope["method"] == "HEAD":
                 # The answer a GET would start with, without the stream (docs/decisions.md): the same
-                # refusals, then 200 and the stream's headers; no slot, no subscription, no body.
+                # refusals (a slot is taken and given back at once, so a recipient at its limit is 429
+                # here too), then 200 and the stream's headers; no subscription, no body.
+                await _take_slot(runtime, subscriber, reads=False)
+                _release_slot(runtime, subscriber)
                 await send(
                     {"type": "http.response.start", "status": 200, "headers": [*STREAM_HEADERS, *headers]}
                 )
