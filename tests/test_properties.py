@@ -253,3 +253,17 @@ def test_query_parameters_with_control_characters_are_refused(name: str, value: 
     assert (problem is not None) == has_control
     if problem is not None:
         assert problem.status == 422 and problem.code == "invalid_field"
+
+
+@FAST
+@given(field=st.text(max_size=2000), tail=st.text(max_size=3000))
+def test_an_error_quotes_at_most_128_characters_of_a_field_and_1024_of_a_message(field: str, tail: str):
+    from service.errors import MAX_MESSAGE, MAX_SHOWN_FIELD, ApiError
+
+    error = ApiError(422, "unknown_field", f"{field}: {tail}", field=field)
+    assert error.field is not None and len(error.field) <= MAX_SHOWN_FIELD + 1
+    assert len(error.message) <= MAX_MESSAGE + 1
+    if len(field) <= MAX_SHOWN_FIELD:
+        assert error.field == field
+    else:
+        assert error.field == field[:MAX_SHOWN_FIELD] + "…" and error.message.startswith(error.field)

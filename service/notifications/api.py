@@ -39,8 +39,9 @@ router = Router()
 api_key = ApiKeyAuth()
 subscriber_token = SubscriberAuth()
 
-# Query parameters as the OpenAPI document states them (the view checks the full rules too). ``topic`` has
-# a plain list annotation so that ninja reads repeated parameters into it.
+# Query parameters as the OpenAPI document states them (``TargetId`` validates ids by the full rule; the view
+# checks ``limit`` and ``before``). ``topic`` has a plain list annotation so that ninja reads repeated
+# parameters into it.
 TOPIC_PARAM: Any = QueryParam(
     [], max_length=100, description="Repeat to include topics' notifications (<= 100)."
 )
