@@ -142,15 +142,24 @@ def _tell_sentry(exc: Exception) -> None:
         sdk.capture_exception(exc)
 
 
-def unexpected_error(method: str, path: str, exc: Exception) -> ApiError:
-    """What an exception no rule expected answers: ``503 unavailable`` for a database outage (logged as a
-    warning), else ``500 internal_error`` (logged with its traceback); Sentry hears of both."""
-    if is_outage(exc):  # not the client's fault and not a bug: retry later, but operators hear of it
+def report_unexpected(method: str, path: str, exc: Exception) -> bool:
+    """Log ``exc``, which no rule expected, and tell Sentry; returns whether it is a database outage. An
+    outage is not the client's fault and not a bug (a warning: retry later, but operators hear of it);
+    anything else is logged with its traceback."""
+    outage = is_outage(exc)
+    if outage:
         log.warning("database unavailable in %s %s: %s", method, path, exc)
-        _tell_sentry(exc)
-        return unavailable()
-    log.exception("unhandled error in %s %s", method, path, exc_info=exc)
+    else:
+        log.exception("unhandled error in %s %s", method, path, exc_info=exc)
     _tell_sentry(exc)
+    return outage
+
+
+def unexpected_error(method: str, path: str, exc: Exception) -> ApiError:
+    """What an exception no rule expected answers: ``503 unavailable`` for a database outage, else ``500
+    internal_error`` (``report_unexpected`` logs both and tells Sentry)."""
+    if report_unexpected(method, path, exc):
+        return unavailable()
     return ApiError(500, "internal_error", "internal error")
 
 

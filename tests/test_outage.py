@@ -7,6 +7,7 @@ start it without disturbing the session's database.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -138,6 +139,24 @@ def test_every_route_is_503_with_retry_after_while_postgres_is_down(private_post
             message=f"a 503 on {path}",
         )
         assert refused.headers.get("access-control-allow-origin") == ORIGIN, (path, refused.headers)
+    # The stream's 503s are logged as the API's are: a warning per outage, not an ERROR with a traceback
+    # ("stream replay failed") per connect.
+    logged = [
+        json.loads(line)
+        for line in srv.log_path.read_text(errors="replace").splitlines()
+        if line.startswith("{")
+    ]
+    stream = [
+        entry
+        for entry in logged
+        if "/v1/stream" in entry.get("message", "") and "database" in entry["message"]
+    ]
+    assert stream and {entry["level"] for entry in stream} == {"WARNING"}, stream[:3]
+    assert not [
+        entry
+        for entry in logged
+        if "in GET /v1/stream" in entry.get("message", "") and entry["level"] == "ERROR"
+    ]
 
     pg.start()
     wait_until(lambda: api.publish({"recipient": user}).status_code == 201, timeout=30, message="recovery")

@@ -23,6 +23,7 @@ from django.conf import settings
 from django.http.cookie import parse_cookie
 
 from service import cors
+from service.api import report_unexpected
 from service.errors import ApiError, unauthenticated, unavailable
 from service.http import query_problem
 from service.notifications.auth import authenticate_token, bearer
@@ -171,14 +172,8 @@ async def stream(
         except ApiError as error:
             await refuse(send, error, error.code, headers)
             return
-        except Exception:
-            log.exception("stream setup failed")
-            await refuse(
-                send,
-                ApiError(503, "unavailable", "try again shortly", headers={"Retry-After": "2"}),
-                "unavailable",
-                headers,
-            )
+        except Exception as exc:
+            await refuse(send, _setup_failed(scope, exc), "unavailable", headers)
             return
         await _serve(scope, receive, send, body_send or send, runtime, headers, subscriber, last_id, mark)
     finally:
@@ -220,11 +215,9 @@ async def _serve(
         runtime.hub.remove(sub)
         await refuse(send, refusal, refusal.code, cors_headers)
         return
-    except Exception:
+    except Exception as exc:
         runtime.hub.remove(sub)
-        log.exception("stream replay failed")
-        error = ApiError(503, "unavailable", "try again shortly", headers={"Retry-After": "2"})
-        await refuse(send, error, "unavailable", cors_headers)
+        await refuse(send, _setup_failed(scope, exc), "unavailable", cors_headers)
         return
     metrics.CONNECTIONS.labels(label).inc()
     metrics.CONNECTIONS_OPENED.labels(label).inc()
@@ -281,6 +274,15 @@ async def _serve(
             # this returns, so that an unfinished response is not logged as an error.
             abort_connection(cycle)
             await asyncio.sleep(0)
+
+
+def _setup_failed(scope: Scope, exc: Exception) -> ApiError:
+    """``503 unavailable`` with ``Retry-After`` for a stream whose set-up failed: the client reconnects. A
+    database outage is logged as a warning, as on the API's routes (``service.api.report_unexpected``: a
+    restart logged "stream replay failed" at ERROR with a traceback per connect); anything else with its
+    traceback. Sentry hears of both."""
+    report_unexpected(scope["method"], scope["path"], exc)
+    return ApiError(503, "unavailable", "try again shortly", headers={"Retry-After": "2"})
 
 
 async def _watch_disconnect(receive: Receive, sub: Subscription) -> None:
