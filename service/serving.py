@@ -364,8 +364,23 @@ if importlib.util.find_spec("httptools") is not None:
     import httptools
     from uvicorn.protocols.http import httptools_impl
 
-    #: A method token (RFC 9110 section 5.6.2) and the space after it, at the start of a request.
-    _METHOD_TOKEN = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}) ")
+    #: A method token (RFC 9110 section 5.6.2) and the space after it, at the start of a request; and the
+    #: start of one, all token characters so far.
+    _METHOD_TOKEN = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}) ")
+    _METHOD_START = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}")
+    #: A request line longer than this is not kept for parsing again (a method past it is a ``400``).
+    MAX_REQUEST_LINE = 8192
+    #: llhttp's refusals of a method: one it does not know, and the RTSP and HTTP/2 ones it knows
+    #: (``DESCRIBE``, ``PRI``...) but refuses in an HTTP/1 request, once the request line is read.
+    _REFUSED_METHOD_MESSAGES = frozenset(
+        {"Invalid method for HTTP/x.x request", "Expected HTTP/2 Connection Preface"}
+    )
+
+    def _refused_method(error: BaseException | None) -> bool:
+        if isinstance(error, httptools.HttpParserInvalidMethodError):
+            return True
+        return isinstance(error, httptools.HttpParserError) and str(error) in _REFUSED_METHOD_MESSAGES
+
     #: A method llhttp knows and no Beacon route takes: a request with a method llhttp refuses is parsed
     #: under it, then handed to the app with its own.
     STAND_IN_METHOD = b"PURGE"
@@ -385,22 +400,42 @@ if importlib.util.find_spec("httptools") is not None:
             _ignored_upgrade(self)
 
         _between = True  # the parser is between requests: the next byte received starts one
-        _read_start: bytes | None = None  # the current read, when it began between requests
+        # The current request's bytes from its first one, while its request line may be unfinished and the
+        # request began at the start of a read (else ``None``): where a refused method can be parsed again.
+        _line_so_far: bytes | None = None
+        _read_start: bytes | None = None  # ``_line_so_far`` with the current read
         _begun = 0  # requests begun in the current read
         _stand_in_for: str | None = None  # the method of the request being parsed under ``STAND_IN_METHOD``
+        _held: bytes | None = None  # a request's first bytes, all of a method llhttp refused, awaiting more
 
         def data_received(self, data: bytes) -> None:
+            if self._held is not None:  # the method goes on in this read: parse the request from its start
+                data, self._held = self._held + data, None
+                self.parser = httptools.HttpRequestParser(self)
+                self._between = True
             if self._in_head:
                 self._head_bytes += len(data)
-            self._read_start, self._begun = (data if self._between else None), 0
+            if self._between:
+                self._line_so_far = b""
+            self._read_start = None if self._line_so_far is None else self._line_so_far + data
+            self._begun = 0
             super().data_received(data)  # a head completed in ``data`` resets the count (body bytes then)
             if self._stand_in_for is not None and self._read_start is not None:
-                # ``send_400_response`` found a method llhttp does not know at the start of this read: parse
-                # the read again with a fresh parser, under a method it knows; the scope gets the real one.
-                method = self._stand_in_for.encode("ascii")
-                self._read_start = None
+                # ``send_400_response`` found a method llhttp refuses: parse the request again from its first
+                # byte with a fresh parser, under a method it knows; the scope gets the real one.
+                rest = self._read_start[len(self._stand_in_for) :]
+                self._read_start = self._line_so_far = None
                 self.parser = httptools.HttpRequestParser(self)
-                super().data_received(STAND_IN_METHOD + data[len(method) :])
+                super().data_received(STAND_IN_METHOD + rest)
+            elif self._held is None:
+                line = self._read_start
+                unfinished = (
+                    line is not None
+                    and self._begun <= 1
+                    and len(line) <= MAX_REQUEST_LINE
+                    and b"\n" not in line
+                )
+                self._line_so_far = line if unfinished else None
             if self._in_head and self._head_bytes > MAX_HEAD_BYTES and not self.transport.is_closing():
                 self.logger.warning("Request head larger than %d bytes.", MAX_HEAD_BYTES)
                 self.send_400_response("request head too large")
@@ -488,20 +523,23 @@ if importlib.util.find_spec("httptools") is not None:
             self.transport.close()
 
         def _unknown_method(self) -> bool:
-            """Whether the parser refused a method token it does not know (``FOO``, ``get``: llhttp knows a
-            fixed list; h11 takes any token, as RFC 9110 section 9.1 allows) at the start of the current read,
-            which is then parsed again: the route answers it (``405`` with ``Allow``, or ``404``) as it
-            answers any other method. Called in uvicorn's ``except`` for the parser's error. A read holding
-            earlier requests too gives no position to restart at: that one stays a ``400``."""
-            if self._read_start is None or self._begun != 1:
-                return False
-            if not isinstance(sys.exc_info()[1], httptools.HttpParserInvalidMethodError):
+            """Whether the parser refused a method (``FOO``, ``get``, RTSP's ``DESCRIBE``: llhttp knows a fixed
+            list for HTTP; h11 takes any token, as RFC 9110 section 9.1 allows) of a request that began at the
+            start of a read: it is then parsed again under a stand-in, and its route answers it (``405`` with
+            ``Allow``, or ``404``) as any other method. A method not yet ended (``FO`` then ``O /x ...``) is
+            held until it is. Called in uvicorn's ``except`` for the parser's error. A request that began
+            inside a read, behind another, gives no position to restart at: that one stays a ``400``."""
+            error = sys.exc_info()[1]
+            if self._read_start is None or self._begun > 1 or not _refused_method(error):
                 return False
             match = _METHOD_TOKEN.match(self._read_start)
-            if match is None:
-                return False
-            self._stand_in_for = match[1].decode("ascii")
-            return True
+            if match is not None:
+                self._stand_in_for = match[1].decode("ascii")
+                return True
+            if _METHOD_START.fullmatch(self._read_start):
+                self._held, self._read_start, self._line_so_far = self._read_start, None, None
+                return True
+            return False
 
         def connection_lost(self, exc: Exception | None) -> None:
             cycle = self.cycle
