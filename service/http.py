@@ -84,7 +84,7 @@ def request_headers(scope: Any) -> dict[str, str]:
 
 
 def new_request_id(incoming: str | None) -> str:
-    if incoming and _SAFE_ID.match(incoming):
+    if incoming and _SAFE_ID.fullmatch(incoming):
         return incoming
     return os.urandom(16).hex()  # 32 hex digits, as uuid4().hex, at a sixth of its cost (one per request)
 

@@ -162,7 +162,7 @@ ACCESS_LOG = env_bool("ACCESS_LOG", True)
 
 # --- CORS (service/cors.py; django-cors-headers for the Django routes, the same values on /v1/stream) -------
 # Which origins get the headers is decided per request from the tenants' allowed origins, never listed here.
-CORS_URLS_REGEX = r"^/v1/(stream|inbox(/.*)?|beacon\.js)$"
+CORS_URLS_REGEX = r"^/v1/(stream|inbox(/.*)?|beacon\.js)\Z"  # \Z: "$" also matches before a final newline
 CORS_ALLOWED_ORIGINS: list[str] = []
 CORS_ALLOW_CREDENTIALS = True
 CORS_ALLOW_METHODS = ["GET", "HEAD", "POST", "OPTIONS"]

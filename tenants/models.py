@@ -22,7 +22,7 @@ RESERVED_SLUGS = frozenset({"public", "www", "admin", "api"})
 
 
 def validate_slug(value: str) -> None:
-    if not SLUG_RE.match(value):
+    if not SLUG_RE.fullmatch(value):  # not match: "$" also matches before a final newline
         raise ValidationError("slug must match ^[a-z][a-z0-9-]{1,61}[a-z0-9]$")
     if value in RESERVED_SLUGS:
         raise ValidationError(f"slug {value!r} is reserved")

@@ -51,7 +51,7 @@ def check_origin(value: Any) -> str:
         )
     if "@" in rest:
         raise ValidationError(f"{shown!r}: an origin has no user name or password")
-    match = _SHAPE.match(value)
+    match = _SHAPE.fullmatch(value)  # not match: "$" also matches before a final newline
     if match is None:
         raise ValidationError(f"{shown!r}: an origin is scheme://host[:port], e.g. 'https://app.example.com'")
     host, port = match["host"], match["port"]
@@ -75,9 +75,9 @@ def check_origin(value: Any) -> str:
             raise ValidationError(
                 f"{shown!r}: write the address as browsers send it ([{address.compressed}])"
             )
-    elif len(host) > 253 or not all(_LABEL.match(label) for label in host.split(".")):
+    elif len(host) > 253 or not all(_LABEL.fullmatch(label) for label in host.split(".")):
         raise ValidationError(f"{shown!r}: {host!r} is not a valid host name")
-    elif _NUMERIC.match(host.rsplit(".", 1)[-1]):
+    elif _NUMERIC.fullmatch(host.rsplit(".", 1)[-1]):
         # a host ending in a number is an IPv4 address to a browser (WHATWG URL "ends in a number"):
         # 0x7f.1 arrives as 127.0.0.1, 256.1.1.1 is no URL at all; only the dotted-decimal form can match
         try:

@@ -390,3 +390,13 @@ def test_long_names_are_cut_in_errors(acme: Api):
             error = response.json()["error"]
             assert (response.status_code, error["code"]) == (422, "invalid_field"), (path, query[-10:])
             assert len(error["field"]) == 129 and len(response.content) < 2000, (path, len(response.content))
+
+
+@pytest.mark.parametrize("name", ["abc\n", "abc\r\n", "x\n"])
+def test_an_event_name_ending_in_a_newline_is_422_on_both_publish_routes(acme: Api, name: str):
+    """Stored, it broke every resume that replayed it and the listener's dispatch (breaker, stop 21)."""
+    item = {"recipient": unique(), "event": name, "data": 1}
+    for path, body in (("/v1/notifications", item), ("/v1/notifications/batch", {"notifications": [item]})):
+        response = acme.client.post(path, json=body, headers=acme.headers())
+        assert response.status_code == 422, (path, response.text)
+        assert response.json()["error"]["field"].endswith("event"), response.text

@@ -123,6 +123,7 @@ def test_before_pattern_at_every_length_boundary(length: int):
 @example(name="beacon")
 @example(name="beaconx")
 @example(name="Beacon.x")
+@example(name="abc\n")
 def test_event_pattern_is_exactly_the_event_rule(name: str):
     publish = schema_of("PublishIn")["properties"]["event"]
     schema = next(s for s in publish["anyOf"] if s.get("type") == "string")

@@ -55,7 +55,7 @@ def _class_char(code: int) -> str:
 
 
 def event_problem(value: str) -> str | None:
-    if not EVENT_RE.match(value):
+    if not EVENT_RE.fullmatch(value):  # not match: "$" also matches before a final newline
         return "must match ^[A-Za-z0-9_.:-]{1,64}$"
     if value.startswith("beacon."):
         return "names starting with beacon. are reserved"

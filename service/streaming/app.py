@@ -25,7 +25,7 @@ from service.streaming.endpoint import Receive, Scope, Send, stream
 from service.streaming.runtime import Runtime
 
 log = logging.getLogger(__name__)
-_ID_SEGMENT = re.compile(r"/[0-9]+(?=/|$)")
+_ID_SEGMENT = re.compile(r"/[0-9]+(?=/|\Z)")
 _KNOWN_ROUTES = frozenset(
     {
         "/v1/stream",

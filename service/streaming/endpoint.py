@@ -15,7 +15,7 @@ import functools
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -351,8 +351,9 @@ async def _prepare(
     if last_id is None:
         known = runtime.newest_dispatched(schema)
         opening = await _take_slot(runtime, subscriber)
-        sub.position = opening.newest if known is None else known
-        return [sse.unread(opening.unread)]
+        with _given_back_on_error(runtime, subscriber):
+            sub.position = opening.newest if known is None else known
+            return [sse.unread(opening.unread)]
     window = runtime.listener.replay(schema, last_id, recipient, subscriber.topics, limit)
     if window is not None:
         metrics.WINDOW_RESUMES.labels("window").inc()
@@ -360,17 +361,18 @@ async def _prepare(
         # oldest stored id with the unread count (batched): rows purged past the client reset as below.
         sub.position = window.frames[-1][0] if window.frames else last_id
         opening = await _take_slot(runtime, subscriber)
-        reason = window.reset
-        if last_id > 0 and opening.oldest is not None and last_id + 1 < opening.oldest:
-            reason = "expired"
-        if reason is not None:
-            metrics.RESETS.labels(reason).inc()
-            sub.position = window.newest
-            reset = {"reason": reason, "resume_from": str(window.newest)}
-            return [sse.control("beacon.reset", reset), sse.unread(opening.unread)]
-        if window.frames:
-            metrics.REPLAYED_EVENTS.labels(label).inc(len(window.frames))
-        return [*(frame for _, frame in window.frames), sse.unread(opening.unread)]
+        with _given_back_on_error(runtime, subscriber):
+            reason = window.reset
+            if last_id > 0 and opening.oldest is not None and last_id + 1 < opening.oldest:
+                reason = "expired"
+            if reason is not None:
+                metrics.RESETS.labels(reason).inc()
+                sub.position = window.newest
+                reset = {"reason": reason, "resume_from": str(window.newest)}
+                return [sse.control("beacon.reset", reset), sse.unread(opening.unread)]
+            if window.frames:
+                metrics.REPLAYED_EVENTS.labels(label).inc(len(window.frames))
+            return [*(frame for _, frame in window.frames), sse.unread(opening.unread)]
     metrics.WINDOW_RESUMES.labels("database").inc()
     replay = asyncio.ensure_future(
         runtime.store.replay(schema, last_id, recipient, subscriber.topics, limit + 1)
@@ -381,29 +383,37 @@ async def _prepare(
         with contextlib.suppress(Exception):  # its connection goes back to the pool in a clean state
             await replay
         raise
-    try:
+    with _given_back_on_error(runtime, subscriber):
         newest, oldest, unread, rows = await replay
+        reason = None
+        if last_id > newest:
+            reason = "unknown_id"
+        elif last_id > 0 and oldest is not None and last_id + 1 < oldest:
+            reason = "expired"
+        elif len(rows) > limit:
+            reason = "too_far_behind"
+        if reason is not None:
+            metrics.RESETS.labels(reason).inc()
+            sub.position = newest
+            return [
+                sse.control("beacon.reset", {"reason": reason, "resume_from": str(newest)}),
+                sse.unread(unread),
+            ]
+        sub.position = rows[-1].id if rows else last_id
+        if rows:
+            metrics.REPLAYED_EVENTS.labels(label).inc(len(rows))
+        return [*(frame_for(row) for row in rows), sse.unread(unread)]
+
+
+@contextlib.contextmanager
+def _given_back_on_error(runtime: Runtime, subscriber: Subscriber) -> Iterator[None]:
+    """The slot just taken is given back if what follows fails before the stream starts: a replay that
+    raised kept it, so each failed resume of a recipient took one more until its limit refused them all."""
+    try:
+        yield
     except BaseException:
         _release_slot(runtime, subscriber)
         raise
-    reason = None
-    if last_id > newest:
-        reason = "unknown_id"
-    elif last_id > 0 and oldest is not None and last_id + 1 < oldest:
-        reason = "expired"
-    elif len(rows) > limit:
-        reason = "too_far_behind"
-    if reason is not None:
-        metrics.RESETS.labels(reason).inc()
-        sub.position = newest
-        return [
-            sse.control("beacon.reset", {"reason": reason, "resume_from": str(newest)}),
-            sse.unread(unread),
-        ]
-    sub.position = rows[-1].id if rows else last_id
-    if rows:
-        metrics.REPLAYED_EVENTS.labels(label).inc(len(rows))
-    return [*(frame_for(row) for row in rows), sse.unread(unread)]
 
 
 async def _take_slot(runtime: Runtime, subscriber: Subscriber, reads: bool = True) -> Opening:

@@ -26,6 +26,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 
 from service.broker.base import Announcement, Row
+from service.db import is_outage
 from service.observability import metrics
 from service.streaming.dispatch import Dispatcher, frame_for
 from service.streaming.hub import Hub
@@ -179,11 +180,23 @@ class Listener:
             await self._fill(schema, None)
 
     async def on_announcement(self, announcement: Announcement) -> None:
+        """Dispatch one announcement. A database outage propagates: the broker reconnects and the listener
+        catches up from the database. Any other error is a bug in dispatching this announcement: it is logged
+        (Sentry hears of it) and the listener goes on. Raised into the broker, it was taken for a lost
+        connection: the catch-up dispatched the same rows and failed again, 18 reconnects a second, and no
+        stream of the tenant got a live event (a stored event name ending in a newline did this)."""
         if self._catching_up:
             self._held.append(announcement)
             return
         async with self._lock:
-            await self._dispatch(announcement)
+            try:
+                await self._dispatch(announcement)
+            except Exception as exc:
+                if is_outage(exc):
+                    raise
+                log.exception(
+                    "dispatching an announcement of %s failed; the listener goes on", announcement.schema
+                )
 
     async def check_newest(self, newest_by_schema: dict[str, int]) -> None:
         """Fill tenants whose committed ids stay ahead of what was dispatched (a trailing announcement lost).

@@ -74,6 +74,9 @@ def notification_json(
 def notification(
     id: int, event_name: str | None, data_json: str, recipient: str | None, topic: str | None, created_at: str
 ) -> bytes:
-    return event(
-        notification_json(id, event_name, data_json, recipient, topic, created_at), id=id, name=event_name
-    )
+    """A notification's event. A stored name that is not one line (before the fix of ``validation.EVENT_RE``
+    a name could end in a newline) gets no ``event:`` line, so the row is still delivered, as an unnamed event
+    whose ``data`` names it: raising here broke every replay of the row and the listener's dispatch."""
+    data = notification_json(id, event_name, data_json, recipient, topic, created_at)
+    name = None if event_name is None or _LINE_BREAK.search(event_name) else event_name
+    return event(data, id=id, name=name)
