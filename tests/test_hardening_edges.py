@@ -348,6 +348,21 @@ def test_head_on_the_stream_is_429_where_its_get_would_be(server, make_tenant):
         assert api.client.head("/v1/stream", headers=other).status_code == 200
 
 
+def test_a_get_right_after_a_head_finds_the_slot_the_head_gave_back(server, make_tenant):
+    """HEAD gives its slot back before it answers: the GET that follows, on whichever worker accepts it,
+    finds it free (given back in a later batch, a GET on another worker was 429 in 2 of 3 tries)."""
+    _, key = make_tenant(max_connections_per_recipient=2)
+    api = Api(server.url, key)
+    for _ in range(6):  # recipients of their own: the kernel spreads the connects over the workers
+        token = {"Authorization": f"Bearer {api.token(unique())}"}
+        with api.client.stream("GET", "/v1/stream", headers=token) as held:
+            assert held.status_code == 200
+            # new connections each: kept alive, the HEAD and the GET would reach the same worker
+            assert httpx.head(server.url + "/v1/stream", headers=token).status_code == 200
+            with httpx.stream("GET", server.url + "/v1/stream", headers=token) as second:
+                assert second.status_code == 200, second.read()
+
+
 # --- Names a client wrote, echoed in errors (issue 10 breaker, stop 20) --------------------------------------
 @pytest.mark.parametrize(
     ("path", "wrap"),

@@ -160,10 +160,12 @@ async def stream(
             last_id = parse_last_event_id(request)
             if scope["method"] == "HEAD":
                 # The answer a GET would start with, without the stream (docs/decisions.md): the same
-                # refusals (a slot is taken and given back at once, so a recipient at its limit is 429
-                # here too), then 200 and the stream's headers; no subscription, no body.
+                # refusals (a slot is taken and given back before the answer, so a recipient at its limit
+                # is 429 here too, and a GET right after finds the slot free on any worker), then 200 and
+                # the stream's headers; no subscription, no body.
                 await _take_slot(runtime, subscriber, reads=False)
-                _release_slot(runtime, subscriber)
+                assert runtime.slots is not None
+                await runtime.slots.release_now(subscriber.tenant.id, subscriber.recipient)
                 await send(
                     {"type": "http.response.start", "status": 200, "headers": [*STREAM_HEADERS, *headers]}
                 )

@@ -94,12 +94,26 @@ class Slots:
         return await self.batcher.submit(SlotOp(tenant_id, recipient, max_tenant, max_recipient, reads_in))
 
     def release(self, tenant_id: int, recipient: str) -> None:
+        self._forget(tenant_id, recipient)
+        self.batcher.send_later(SlotOp(tenant_id, recipient, RELEASE, RELEASE))
+
+    async def release_now(self, tenant_id: int, recipient: str) -> None:
+        """``release``, returning once the statement that carries it has run: the slot is free for a connect
+        on any worker (``HEAD /v1/stream`` gives back the slot it took before it answers). A failed statement
+        leaves the release to go again with the next one, as ``release``'s would."""
+        self._forget(tenant_id, recipient)
+        op = SlotOp(tenant_id, recipient, RELEASE, RELEASE)
+        try:
+            await self.batcher.submit(op)
+        except Exception:
+            self.batcher.send_later(op)  # the failed statement released nothing
+
+    def _forget(self, tenant_id: int, recipient: str) -> None:
         key = (tenant_id, recipient)
         if self.held[key] <= 1:
             self.held.pop(key, None)
         else:
             self.held[key] -= 1
-        self.batcher.send_later(SlotOp(tenant_id, recipient, RELEASE, RELEASE))
 
     async def register(self, pid: int) -> bool:
         """Register backend ``pid`` as this worker's liveness and rewrite its rows from ``held`` (one
