@@ -25,7 +25,7 @@ from pydantic import BaseModel
 from service import jsonbody
 from service.db import is_outage
 from service.errors import ApiError, unavailable
-from service.notifications.validation import MAX_BATCH_BODY, MAX_SINGLE_BODY
+from service.notifications.validation import body_limit
 from service.observability.context import active_sentry
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,7 @@ def decode_json_body(content_type: str, path: str, body: bytes) -> Any:
     """
     if content_type.lower() != "application/json":
         raise ApiError(415, "unsupported_media_type", "send the body as Content-Type: application/json")
-    limit = MAX_BATCH_BODY if path.endswith("/batch") else MAX_SINGLE_BODY
+    limit = body_limit(path)
     if len(body) > limit:
         raise ApiError(413, "payload_too_large", f"the body is larger than {limit} bytes")
     try:

@@ -32,7 +32,7 @@ from service.errors import ApiError
 from service.http import query_problem
 from service.notifications import publish_route
 from service.notifications.api import invalid_idempotency_key
-from service.notifications.validation import MAX_BATCH_BODY, MAX_SINGLE_BODY
+from service.notifications.validation import body_limit
 from service.numbers import ascii_int
 
 API_MIDDLEWARE = [
@@ -45,11 +45,6 @@ API_MIDDLEWARE = [
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
-
-
-def body_limit(path: str) -> int:
-    """Bytes a request body to ``path`` may have: the batch route takes more than the others."""
-    return MAX_BATCH_BODY if path.rstrip("/").endswith("/batch") else MAX_SINGLE_BODY
 
 
 def _body_timeout() -> ApiError:

@@ -14,7 +14,7 @@ from django.views import csrf, defaults
 #: ``field`` names a client wrote (an unknown body field, a query parameter) are shown up to this many
 #: characters, then ``…``: a 200 KB name made a 400 KB error (docs/errors.md).
 MAX_SHOWN_FIELD = 128
-#: A message is at most this many characters; anything a client sent that a message quotes is cut with it.
+#: A message is at most this many characters (``…`` included); what a client sent that it quotes is cut with it.
 MAX_MESSAGE = 1024
 
 
@@ -37,7 +37,7 @@ class ApiError(Exception):
             shown = field[:MAX_SHOWN_FIELD] + "…"
             message, field = message.replace(field, shown), shown
         if len(message) > MAX_MESSAGE:
-            message = message[:MAX_MESSAGE] + "…"
+            message = message[: MAX_MESSAGE - 1] + "…"
         super().__init__(message)
         self.status = status
         self.code = code

@@ -17,6 +17,7 @@ MAX_RECIPIENTS = 1000
 MAX_BATCH = 1000
 MAX_SINGLE_BODY = 1024 * 1024
 MAX_BATCH_BODY = 16 * 1024 * 1024
+BATCH_PATH = "/v1/notifications/batch"
 #: ``Idempotency-Key``: 1-255 printable ASCII characters (the contract's length; the IETF idempotency-key
 #: draft's value is a structured-field string, which is printable ASCII), sent once.
 IDEMPOTENCY_KEY_RE = re.compile(r"[\x20-\x7e]{1,255}")
@@ -52,6 +53,11 @@ def printable_pattern() -> str:
 
 def _class_char(code: int) -> str:
     return f"\\u{code:04x}" if code <= 0xFFFF else chr(code)
+
+
+def body_limit(path: str) -> int:
+    """Bytes a request body to ``path`` may have: the batch route takes more than every other path."""
+    return MAX_BATCH_BODY if path == BATCH_PATH else MAX_SINGLE_BODY
 
 
 def event_problem(value: str) -> str | None:
