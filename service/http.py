@@ -13,7 +13,7 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.http import HttpRequest, HttpResponseBase
 
-from service.errors import ApiError
+from service.errors import ApiError, unavailable
 
 request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 tenant_var: contextvars.ContextVar[str] = contextvars.ContextVar("tenant", default="-")
@@ -102,6 +102,24 @@ class AsyncMiddleware:
 
     async def __call__(self, request: HttpRequest) -> Any:
         raise NotImplementedError
+
+
+class OutageMiddleware(AsyncMiddleware):
+    """``503 unavailable`` with ``Retry-After`` when a view of Django's pages (the demo) fails on a database
+    outage, as the API's routes answer (``service.api.unexpected_error``): it was a ``500`` and a traceback.
+    The staff's admin keeps Django's own error page."""
+
+    async def __call__(self, request: HttpRequest) -> Any:
+        return await self.get_response(request)
+
+    async def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponseBase | None:
+        from service.api import report_unexpected  # the API module, loaded on first use
+        from service.db import is_outage
+
+        if request.path.startswith("/admin/") or not is_outage(exception):
+            return None
+        report_unexpected(request.method or "", request.path, exception)
+        return unavailable().to_response()
 
 
 class RequestIdMiddleware(AsyncMiddleware):

@@ -81,6 +81,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "service.http.OutageMiddleware",  # last: it sees the view's exception first
 ]
 ROOT_URLCONF = "service.urls"
 ASGI_APPLICATION = "service.asgi.application"

@@ -118,6 +118,8 @@ def test_every_route_is_503_with_retry_after_while_postgres_is_down(private_post
         lambda: api.client.get("/v1/inbox", headers={**bearer, "Origin": ORIGIN}),  # CORS lookup
         lambda: api.client.get("/v1/stream", headers={**bearer, "Origin": ORIGIN}),
         lambda: api.client.get("/readyz"),
+        lambda: api.client.get("/demo/token"),  # Django's pages too (DEMO=1): they were a 500
+        lambda: api.client.get("/"),
     ]
     for route in routes:
         # Credentials stay cached for a second or so (API_KEY_CACHE_SECONDS / TENANT_CACHE_SECONDS): ask
