@@ -128,3 +128,41 @@ def test_event_pattern_is_exactly_the_event_rule(name: str):
     publish = schema_of("PublishIn")["properties"]["event"]
     schema = next(s for s in publish["anyOf"] if s.get("type") == "string")
     assert allowed_by(schema, name) == (event_problem(name) is None), name
+
+
+@FAST
+@given(
+    body=st.fixed_dictionaries(
+        {},
+        optional={
+            "recipient": st.sampled_from([None, "u1"]),
+            "recipients": st.sampled_from([None, ["u1"], ["u1", "u2"]]),
+            "topic": st.sampled_from([None, "news"]),
+            "broadcast": st.sampled_from([None, True, False]),
+            "ttl": st.sampled_from([60, 60.0, 6e1, 3600.0, 60.5, 59, True]),
+        },
+    )
+)
+@example(body={})
+@example(body={"broadcast": False, "recipient": "u1"})
+@example(body={"recipient": None, "topic": "news"})
+def test_publish_schema_allows_exactly_the_bodies_publish_accepts(body: dict[str, Any]):
+    """The target rule (exactly one of recipient, recipients, topic or broadcast: true, not null) and ``ttl``
+    (JSON Schema's ``integer`` takes ``60.0``): the document's verdict is the server's."""
+    import jsonschema
+
+    schema = {**schema_of("PublishIn"), "components": document()["components"]}  # its $refs resolve here
+    allowed = jsonschema.Draft202012Validator(schema).is_valid(body)
+    try:
+        validated_payload(PublishBody, "application/json", "/v1/notifications", json.dumps(body).encode())
+        accepted = True
+    except ApiError as error:
+        assert error.status in {400, 422}, error.body()
+        accepted = False
+    assert allowed == accepted, (body, allowed, accepted)
+
+
+def test_the_read_route_documents_its_id_as_before():
+    found = document()["paths"]["/v1/inbox/{notification_id}/read"]["post"]["parameters"]
+    (param,) = [p for p in found if p["name"] == "notification_id"]
+    assert param["schema"]["pattern"] == parameter("/v1/inbox", "before")["pattern"]

@@ -48,7 +48,7 @@ TOPIC_PARAM: Any = QueryParam(
 LIMIT_PARAM: Any = QueryParam(50, ge=1, le=inbox.MAX_PAGE, description="Page size, 1-100.")
 BEFORE_PARAM: Any = QueryParam(None, description="The `next` of the previous page (a notification id).")
 
-ERRORS: dict[int, Any] = {code: ErrorOut for code in (400, 401, 403, 404, 409, 413, 415, 422, 429, 503)}
+ERRORS: dict[int, Any] = {code: ErrorOut for code in (400, 401, 403, 404, 408, 409, 413, 415, 422, 429, 503)}
 #: The publish routes' ``Idempotency-Key`` header in the OpenAPI document (docs/decisions.md): what
 #: ``idempotency_key_problem`` accepts once the white space around it is stripped (RFC 9110 section 5.5).
 IDEMPOTENCY_KEY_HEADER = {
@@ -208,7 +208,7 @@ async def my_read_all(request: HttpRequest) -> Any:
     response={200: NotificationOut, **ERRORS},
     tags=["inbox"],
 )
-async def my_read_one(request: HttpRequest, notification_id: str) -> Any:
+async def my_read_one(request: HttpRequest, notification_id: Cursor) -> Any:
     who: Subscriber = request.auth  # type: ignore[attr-defined]
     found = ascii_int(notification_id)
     if found is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Annotated, Any
 
 from ninja import Schema
@@ -72,8 +73,22 @@ def _digits(value: Any) -> Any:
     return value
 
 
+def _whole(value: Any) -> Any:
+    """A JSON number with a zero fraction (``60.0``, ``6e1``) is the integer it writes: JSON Schema 2020-12
+    counts it as an ``integer``, so the OpenAPI document's ``type: integer`` allowed it and the server refused
+    it. Other floats, booleans and strings stay what they are, for ``StrictInt`` to refuse."""
+    if type(value) is float and value.is_integer():
+        return int(value)
+    if isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
+        return int(value)  # ``1e20``: service.jsonbody keeps floats written with an exponent as Decimal
+    return value
+
+
+#: ``ttl`` and other body integers (JSON Schema's ``integer``).
+WholeNumber = Annotated[StrictInt, BeforeValidator(_whole)]
 PageLimit = Annotated[int, BeforeValidator(_digits)]  # bounds (1-100) are given where it is used
-# ``before``: validated by ``inbox.validate_page_args`` (``ascii_int``); the pattern documents that rule.
+# A notification id as text (``before``, the ``{id}`` of ``/v1/inbox/{id}/read``): validated by ``ascii_int``
+# where it is used; the pattern documents that rule.
 Cursor = Annotated[StrictStr, Field(json_schema_extra={"pattern": ascii_int_pattern()})]
 
 
@@ -102,13 +117,25 @@ class InputModel(BaseModel):
 class PublishIn(InputModel):
     """One notification: exactly one of ``recipient``, ``recipients``, ``topic`` or ``broadcast: true``."""
 
+    # The target rule (``_one_target``) in the OpenAPI document: exactly one of the four, not null.
+    model_config = ConfigDict(
+        json_schema_extra={
+            "oneOf": [
+                {"required": [name], "properties": {name: {"not": {"type": "null"}}}}
+                for name in ("recipient", "recipients", "topic", "broadcast")
+            ]
+        }
+    )
+
     recipient: TargetId | None = None
     recipients: Annotated[list[TargetId], Field(min_length=1, max_length=v.MAX_RECIPIENTS)] | None = None
     topic: TargetId | None = None
-    broadcast: StrictBool | None = Field(default=None, description="Only `true` is accepted.")
+    broadcast: StrictBool | None = Field(
+        default=None, description="Only `true` is accepted.", json_schema_extra={"enum": [True, None]}
+    )
     event: EventName | None = None
     data: Any = None
-    ttl: StrictInt | None = Field(default=None, ge=v.MIN_TTL, le=v.MAX_TTL)
+    ttl: WholeNumber | None = Field(default=None, ge=v.MIN_TTL, le=v.MAX_TTL)
 
     @field_validator("data")
     @classmethod
@@ -186,7 +213,7 @@ class PublishOut(Schema):
 class TokenIn(InputModel):
     recipient: TargetId
     topics: Annotated[list[TargetId], Field(max_length=100)] = Field(default_factory=list)
-    ttl: StrictInt = Field(default=3600, ge=1, le=86_400)
+    ttl: WholeNumber = Field(default=3600, ge=1, le=86_400)
 
     @field_validator("topics")
     @classmethod
