@@ -135,7 +135,9 @@ class PublishIn(InputModel):
     )
     event: EventName | None = None
     data: Any = None
-    ttl: WholeNumber | None = Field(default=None, ge=v.MIN_TTL, le=v.MAX_TTL)
+    # The bounds inside the optional type: on the field they were written ``ge``/``le``, which JSON Schema
+    # does not know, in the OpenAPI document (so it allowed ``ttl: 59``).
+    ttl: Annotated[WholeNumber, Field(ge=v.MIN_TTL, le=v.MAX_TTL)] | None = None
 
     @field_validator("data")
     @classmethod
