@@ -84,8 +84,11 @@ def _whole(value: Any) -> Any:
     return value
 
 
-#: ``ttl`` and other body integers (JSON Schema's ``integer``).
-WholeNumber = Annotated[StrictInt, BeforeValidator(_whole)]
+# Body integers (JSON Schema's ``integer``: ``60.0`` is 60). The bounds sit on the integer, inside the
+# conversion: put on the field of an optional one, they reached the OpenAPI document as ``ge``/``le``, which
+# JSON Schema does not know (``ttl: 59`` was allowed).
+PublishTtl = Annotated[StrictInt, Field(ge=v.MIN_TTL, le=v.MAX_TTL), BeforeValidator(_whole)]
+TokenTtl = Annotated[StrictInt, Field(ge=1, le=86_400), BeforeValidator(_whole)]
 PageLimit = Annotated[int, BeforeValidator(_digits)]  # bounds (1-100) are given where it is used
 # A notification id as text (``before``, the ``{id}`` of ``/v1/inbox/{id}/read``): validated by ``ascii_int``
 # where it is used; the pattern documents that rule.
@@ -135,9 +138,7 @@ class PublishIn(InputModel):
     )
     event: EventName | None = None
     data: Any = None
-    # The bounds inside the optional type: on the field they were written ``ge``/``le``, which JSON Schema
-    # does not know, in the OpenAPI document (so it allowed ``ttl: 59``).
-    ttl: Annotated[WholeNumber, Field(ge=v.MIN_TTL, le=v.MAX_TTL)] | None = None
+    ttl: PublishTtl | None = None
 
     @field_validator("data")
     @classmethod
@@ -215,7 +216,7 @@ class PublishOut(Schema):
 class TokenIn(InputModel):
     recipient: TargetId
     topics: Annotated[list[TargetId], Field(max_length=100)] = Field(default_factory=list)
-    ttl: WholeNumber = Field(default=3600, ge=1, le=86_400)
+    ttl: TokenTtl = 3600
 
     @field_validator("topics")
     @classmethod
