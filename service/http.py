@@ -112,7 +112,8 @@ class OutageMiddleware(AsyncMiddleware):
     async def __call__(self, request: HttpRequest) -> Any:
         return await self.get_response(request)
 
-    async def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponseBase | None:
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponseBase | None:
+        # Synchronous: Django runs the exception middlewares synchronously (an async one is wrapped).
         from service.api import report_unexpected  # the API module, loaded on first use
         from service.db import is_outage
 
