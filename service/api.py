@@ -14,7 +14,6 @@ from typing import Any
 import pydantic
 from django.core.exceptions import SuspiciousOperation
 from django.http import HttpRequest, HttpResponse
-from django.utils.http import parse_header_parameters
 from ninja import NinjaAPI, Swagger
 from ninja.errors import HttpError, ValidationError
 from ninja.parser import Parser
@@ -32,8 +31,10 @@ log = logging.getLogger(__name__)
 
 
 def media_type(content_type: str) -> str:
-    """The media type of a ``Content-Type`` value, lower-cased, as Django's ``request.content_type`` is."""
-    return parse_header_parameters(content_type)[0]
+    """The media type of a ``Content-Type`` value (before any ``;`` parameter), lower-cased, with only HTTP's
+    white space (SP, HTAB) around it removed: Django's ``request.content_type`` strips any Unicode white
+    space, so ``application/json\x85`` was taken for JSON."""
+    return content_type.partition(";")[0].strip(" \t").lower()
 
 
 def decode_json_body(content_type: str, path: str, body: bytes) -> Any:
@@ -57,7 +58,7 @@ class StrictJsonParser(Parser):
     """JSON bodies only, within the route's size limit; every failure raises an ``ApiError``."""
 
     def parse_body(self, request: HttpRequest) -> Any:
-        return decode_json_body(request.content_type or "", request.path, request.body)
+        return decode_json_body(media_type(request.META.get("CONTENT_TYPE", "")), request.path, request.body)
 
 
 class _NoDecimalEncoder(NinjaJSONEncoder):

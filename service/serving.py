@@ -473,7 +473,9 @@ if importlib.util.find_spec("httptools") is not None:
             self._count(len(url))
 
         def on_header(self, name: bytes, value: bytes) -> None:
-            super().on_header(name, value)
+            # A field value excludes the white space around it (RFC 9110 section 5.5: SP and HTAB only);
+            # llhttp keeps what follows it, h11 strips it: both parsers now give the app the same value.
+            super().on_header(name, value.rstrip(b" \t"))
             self._count(len(name) + len(value) + 4)
 
         def _count(self, size: int) -> None:

@@ -415,3 +415,48 @@ def test_an_event_name_ending_in_a_newline_is_422_on_both_publish_routes(acme: A
         response = acme.client.post(path, json=body, headers=acme.headers())
         assert response.status_code == 422, (path, response.text)
         assert response.json()["error"]["field"].endswith("event"), response.text
+
+
+# --- HTTP's white space around a header value is SP and HTAB only (breaker, stop 21) -------------------------
+@pytest.mark.parametrize(
+    ("auth", "content_type", "status"),
+    [
+        ("Bearer {key}\x85", "application/json", 401),  # str.strip() took U+0085 and U+00A0 away
+        ("Bearer \xa0{key}", "application/json", 401),
+        ("Bearer {key}\xa0", "application/json", 401),
+        ("Bearer {key}", "application/json\x85", 415),
+        ("Bearer {key}", "\xa0application/json", 415),
+        ("Bearer {key}\t ", "application/json \t", 201),  # HTTP's own white space is not part of a value
+    ],
+)
+def test_only_http_white_space_is_trimmed_from_header_values(
+    acme: Api, server, auth: str, content_type: str, status: int
+):
+    body = json.dumps({"recipient": unique()}).encode()
+    for path in ("/v1/notifications", "/v1/tokens"):  # the lean publish route and a ninja route
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+            f"Authorization: {auth.format(key=acme.key)}\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode("latin-1")
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(head + body)
+            answer = b""
+            while part := sock.recv(65536):
+                answer += part
+        assert answer.startswith(f"HTTP/1.1 {status} ".encode()), (path, answer[:300])
+
+
+def test_an_origin_with_white_space_after_it_is_the_origin(acme: Api, server):
+    token = acme.token(unique())
+    request = (
+        "GET /v1/inbox/unread-count HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+        f"Authorization: Bearer {token}\r\nOrigin: {ORIGIN}\t\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(request)
+        answer = b""
+        while part := sock.recv(65536):
+            answer += part
+    assert answer.startswith(b"HTTP/1.1 200 "), answer[:300]
+    assert f"access-control-allow-origin: {ORIGIN}\r\n".encode() in answer.lower(), answer[:600]

@@ -152,3 +152,9 @@ def test_a_final_newline_is_refused_by_every_rule_written_as_a_pattern():
     assert not re.match(settings.CORS_URLS_REGEX, "/v1/stream\n")
     assert route_label("/v1/inbox/5/read") == "/v1/inbox/{id}/read"
     assert route_label("/v1/inbox/5\n/read") == "other"
+    from service.errors import ApiError
+    from service.notifications.tokens import Decoded
+
+    assert Decoded(b"", b"", {"tid": "acme"}).tenant_slug == "acme"
+    with pytest.raises(ApiError, match="names no tenant"):  # it reached the tenant lookup
+        _ = Decoded(b"", b"", {"tid": "acme\n"}).tenant_slug

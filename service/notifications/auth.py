@@ -105,9 +105,10 @@ def bearer(header: str | None) -> str | None:
     if not header:
         return None
     scheme, _, value = header.partition(" ")
-    if scheme.lower() != "bearer" or not value.strip():
+    value = value.strip(" \t")  # HTTP's white space only: str.strip() also took U+0085 and U+00A0 away
+    if scheme.lower() != "bearer" or not value:
         return None
-    return value.strip()
+    return value
 
 
 async def api_key_principal(authorization: str | None, host: str) -> KeyPrincipal:

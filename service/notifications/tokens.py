@@ -79,7 +79,8 @@ class Decoded:
         slug = self.claims.get("tid")
         if not isinstance(slug, str):
             raise invalid_token("token has no tid claim")
-        if not SLUG_RE.match(slug):  # names no tenant; and NUL or a lone surrogate must never reach a query
+        # names no tenant; and NUL, a lone surrogate or a final newline must never reach a query
+        if not SLUG_RE.fullmatch(slug):
             raise invalid_token("token names no tenant")
         return slug
 
