@@ -38,12 +38,12 @@ def media_type(content_type: str) -> str:
 
 
 def decode_json_body(content_type: str, path: str, body: bytes) -> Any:
-    """The JSON value of a request ``body`` sent with ``content_type`` (its media type) to ``path``.
+    """The JSON value of a request ``body`` sent with ``content_type`` (the header's value) to ``path``.
 
     ``415`` for another media type, ``413`` past the route's size limit, ``400 invalid_json`` for bytes that
     are not JSON we accept (``service.jsonbody``). One rule for the ninja routes and the lean publish route.
     """
-    if content_type.lower() != "application/json":
+    if media_type(content_type) != "application/json":
         raise ApiError(415, "unsupported_media_type", "send the body as Content-Type: application/json")
     limit = body_limit(path)
     if len(body) > limit:
@@ -58,7 +58,7 @@ class StrictJsonParser(Parser):
     """JSON bodies only, within the route's size limit; every failure raises an ``ApiError``."""
 
     def parse_body(self, request: HttpRequest) -> Any:
-        return decode_json_body(media_type(request.META.get("CONTENT_TYPE", "")), request.path, request.body)
+        return decode_json_body(request.META.get("CONTENT_TYPE", ""), request.path, request.body)
 
 
 class _NoDecimalEncoder(NinjaJSONEncoder):
@@ -130,7 +130,7 @@ def validated_payload(model: type[BaseModel], content_type: str, path: str, body
     body and validates ``{}`` (so ``payload`` is missing: ``400 invalid_json``, whatever the content type),
     else validates ``{"payload": value}``; error locations are prefixed with ``body`` as ninja's are.
     """
-    data = {"payload": decode_json_body(media_type(content_type), path, body)} if body else {}
+    data = {"payload": decode_json_body(content_type, path, body)} if body else {}
     try:
         return model.model_validate(data).payload  # type: ignore[attr-defined]
     except pydantic.ValidationError as exc:

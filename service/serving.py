@@ -366,8 +366,9 @@ if importlib.util.find_spec("httptools") is not None:
 
     #: A method token (RFC 9110 section 5.6.2) and the space after it, at the start of a request; and the
     #: start of one, all token characters so far.
-    _METHOD_TOKEN = re.compile(rb"([!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}) ")
-    _METHOD_START = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}")
+    _TCHARS = rb"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,256}"
+    _METHOD_TOKEN = re.compile(rb"(" + _TCHARS + rb") ")
+    _METHOD_START = re.compile(_TCHARS)
     #: A request line longer than this is not kept for parsing again (a method past it is a ``400``).
     MAX_REQUEST_LINE = 8192
     #: llhttp's refusals of a method: one it does not know, and the RTSP and HTTP/2 ones it knows
