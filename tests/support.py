@@ -354,6 +354,54 @@ def open_stream_socket(port: int, token: str) -> tuple[int, socket.socket]:
     return int(sock.recv(12).split(b" ")[1]), sock
 
 
+def raw_exchange(port: int, request: bytes) -> bytes:
+    """``request`` sent as is on a new connection to ``127.0.0.1:port``: all the server sent until it closed
+    the connection (the request asks for ``Connection: close``, or the server closes after a refusal)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request)
+        answer = b""
+        while part := sock.recv(65536):
+            answer += part
+    return answer
+
+
+def read_response(sock: socket.socket, buffered: bytes = b"") -> tuple[int, dict[str, str], bytes, bytes]:
+    """One HTTP/1.1 response read from a raw ``sock`` (``buffered``: bytes of it already read): its status,
+    headers (lower-case names) and body, and the bytes read past it (a pipelined response's). Bodies are
+    framed by ``Content-Length`` or chunked (Django's answers)."""
+    data = buffered
+
+    def until(marker: bytes) -> bytes:
+        nonlocal data
+        while marker not in data:
+            part = sock.recv(65536)
+            assert part, data
+            data += part
+        found, _, data = data.partition(marker)
+        return found
+
+    def exactly(size: int) -> bytes:
+        nonlocal data
+        while len(data) < size:
+            part = sock.recv(65536)
+            assert part, data
+            data += part
+        found, data = data[:size], data[size:]
+        return found
+
+    lines = until(b"\r\n\r\n").decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    if headers.get("transfer-encoding") == "chunked":
+        body = b""
+        while size := int(until(b"\r\n"), 16):
+            body += exactly(size)
+            until(b"\r\n")
+        until(b"\r\n")
+    else:
+        body = exactly(int(headers.get("content-length", "0")))
+    return int(lines[0].split(" ")[1]), headers, body, data
+
+
 def worker_pid(worker_id: str) -> int | None:
     """The OS pid in a streaming worker's id (``host:pid:suffix``, as ``beacon_stream_worker`` has it)."""
     parts = worker_id.split(":")

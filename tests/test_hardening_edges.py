@@ -19,14 +19,13 @@ import base64
 import hashlib
 import hmac
 import json
-import socket
 import time
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.support import Api, unique
+from tests.support import Api, raw_exchange, unique
 
 ORIGIN = "https://app.acme.test"  # in acme's allowed origins (tests/conftest.py)
 
@@ -243,7 +242,7 @@ def _raw_post(url: str, key: str, extra: bytes, body: bytes, *, after: bytes = b
     """``POST /v1/notifications`` on a raw socket with ``extra`` header lines, ``body`` and then ``after``
     (bytes pipelined behind it; without them the request asks for ``Connection: close``): all the server sent
     until it closed the connection."""
-    host, port = url.removeprefix("http://").split(":")
+    port = url.rsplit(":", 1)[1]
     request = (
         b"POST /v1/notifications HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
         + f"Authorization: Bearer {key}\r\nContent-Length: {len(body)}\r\n".encode()
@@ -253,12 +252,7 @@ def _raw_post(url: str, key: str, extra: bytes, body: bytes, *, after: bytes = b
         + body
         + after
     )
-    with socket.create_connection((host, int(port)), timeout=10) as sock:
-        sock.sendall(request)
-        answer = b""
-        while part := sock.recv(65536):
-            answer += part
-    return answer
+    return raw_exchange(int(port), request)
 
 
 @pytest.mark.parametrize("padding", [b" ", b"\t", b" \t "])
@@ -439,11 +433,7 @@ def test_only_http_white_space_is_trimmed_from_header_values(
             f"Authorization: {auth.format(key=acme.key)}\r\nContent-Type: {content_type}\r\n"
             f"Content-Length: {len(body)}\r\n\r\n"
         ).encode("latin-1")
-        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-            sock.sendall(head + body)
-            answer = b""
-            while part := sock.recv(65536):
-                answer += part
+        answer = raw_exchange(server.port, head + body)
         assert answer.startswith(f"HTTP/1.1 {status} ".encode()), (path, answer[:300])
 
 
@@ -453,10 +443,6 @@ def test_an_origin_with_white_space_after_it_is_the_origin(acme: Api, server):
         "GET /v1/inbox/unread-count HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
         f"Authorization: Bearer {token}\r\nOrigin: {ORIGIN}\t\r\n\r\n"
     ).encode()
-    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-        sock.sendall(request)
-        answer = b""
-        while part := sock.recv(65536):
-            answer += part
+    answer = raw_exchange(server.port, request)
     assert answer.startswith(b"HTTP/1.1 200 "), answer[:300]
     assert f"access-control-allow-origin: {ORIGIN}\r\n".encode() in answer.lower(), answer[:600]

@@ -11,7 +11,7 @@ import socket
 import httpx
 import pytest
 
-from tests.support import Api
+from tests.support import Api, read_response
 
 METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "PROPFIND"]
 # path -> the methods it takes (DEMO=1 on the test server). A plain OPTIONS is no preflight: it is refused
@@ -87,25 +87,11 @@ def test_a_preflight_on_a_route_browsers_do_not_call_is_refused(acme: Api, path:
 
 # --- Host (RFC 9112 section 3.2), on every route, from the front ASGI app --------------------------------
 def _raw(server_url: str, request: bytes) -> tuple[int, dict[str, str], bytes]:
-    host, port = server_url.removeprefix("http://").split(":")
-    with socket.create_connection((host, int(port)), timeout=10) as sock:
+    port = server_url.rsplit(":", 1)[1]
+    with socket.create_connection(("127.0.0.1", int(port)), timeout=10) as sock:
         sock.sendall(request)
-        data = b""
-        while b"\r\n\r\n" not in data:
-            part = sock.recv(65536)
-            if not part:
-                break
-            data += part
-        head, _, body = data.partition(b"\r\n\r\n")
-        lines = head.decode("latin-1").split("\r\n")
-        headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
-        length = int(headers.get("content-length", "0"))
-        while len(body) < length:
-            part = sock.recv(65536)
-            if not part:
-                break
-            body += part
-    return int(lines[0].split(" ")[1]), headers, body
+        status, headers, body, _ = read_response(sock)
+    return status, headers, body
 
 
 def _invalid_host(status: int, headers: dict[str, str], body: bytes) -> None:

@@ -12,7 +12,7 @@ import socket
 import pytest
 
 from tests.observability.helpers import scrape, total
-from tests.support import Api, Server
+from tests.support import Api, Server, read_response
 from tests.test_hardening_routes import ROUTES, UNKNOWN
 
 # Tokens llhttp does not know (FOO, lower and mixed case, digits and the other token characters) and one it
@@ -27,49 +27,13 @@ def _request(method: str, path: str, extra: str = "") -> bytes:
     return f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra}\r\n".encode("latin-1")
 
 
-def _read_response(sock: socket.socket, buffered: bytes = b"") -> tuple[int, dict[str, str], bytes, bytes]:
-    """One response (status, headers, body) read from ``sock``, and the bytes read past it. Bodies are
-    framed by ``Content-Length`` or chunked (Django's answers)."""
-    data = buffered
-
-    def until(marker: bytes) -> bytes:
-        nonlocal data
-        while marker not in data:
-            part = sock.recv(65536)
-            assert part, data
-            data += part
-        found, _, data = data.partition(marker)
-        return found
-
-    def exactly(size: int) -> bytes:
-        nonlocal data
-        while len(data) < size:
-            part = sock.recv(65536)
-            assert part, data
-            data += part
-        found, data = data[:size], data[size:]
-        return found
-
-    lines = until(b"\r\n\r\n").decode("latin-1").split("\r\n")
-    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
-    if headers.get("transfer-encoding") == "chunked":
-        body = b""
-        while size := int(until(b"\r\n"), 16):
-            body += exactly(size)
-            until(b"\r\n")
-        until(b"\r\n")
-    else:
-        body = exactly(int(headers.get("content-length", "0")))
-    return int(lines[0].split(" ")[1]), headers, body, data
-
-
 def _exchange(server: Server, *requests: bytes) -> list[tuple[int, dict[str, str], bytes]]:
     """Each request sent after the previous response arrived (one read each), on one connection."""
     answers = []
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
         for request in requests:
             sock.sendall(request)
-            status, headers, body, _ = _read_response(sock)
+            status, headers, body, _ = read_response(sock)
             answers.append((status, headers, body))
     return answers
 
@@ -134,7 +98,7 @@ def test_a_method_split_across_reads_is_405(server: Server, split: bytes):
         sock.sendall(split)
         _pause_for_a_read_of_its_own(sock)
         sock.sendall(request[len(split) :])
-        status, headers, body, _ = _read_response(sock)
+        status, headers, body, _ = read_response(sock)
     headers = _error((status, headers, body), 405, "method_not_allowed")
     assert headers["allow"] == "GET, HEAD"
 
@@ -155,9 +119,9 @@ def test_an_unknown_method_pipelined_in_the_same_read_is_400_after_the_first_ans
     """Documented limit (docs/errors.md, 405): the parser gives no position to restart at."""
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
         sock.sendall(_request("GET", "/healthz") + _request("FOO", "/healthz"))
-        status, _, _, rest = _read_response(sock)
+        status, _, _, rest = read_response(sock)
         assert status == 200
-        status, headers, body, _ = _read_response(sock, rest)
+        status, headers, body, _ = read_response(sock, rest)
         _error((status, headers, body), 400, "bad_request")
 
 
