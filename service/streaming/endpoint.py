@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
@@ -40,7 +39,6 @@ Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
-log = logging.getLogger(__name__)
 MAX_COALESCED = 64  # queued frames written in one send...
 MAX_COALESCED_BYTES = 64 * 1024  # ...up to about this many bytes
 STREAM_HEADERS = (
@@ -284,7 +282,7 @@ def _setup_failed(scope: Scope, exc: Exception) -> ApiError:
     restart logged "stream replay failed" at ERROR with a traceback per connect); anything else with its
     traceback. Sentry hears of both."""
     report_unexpected(scope["method"], scope["path"], exc)
-    return ApiError(503, "unavailable", "try again shortly", headers={"Retry-After": "2"})
+    return unavailable("try again shortly")
 
 
 async def _watch_disconnect(receive: Receive, sub: Subscription) -> None:
